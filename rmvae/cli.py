@@ -19,8 +19,7 @@ COMMANDS = {
 }
 
 
-class UserError(Exception):
-    """An error caused by the user's input; its message says what is wrong and what to do."""
+from rmvae.errors import UserError  # noqa: E402  (re-exported for command modules)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,4 +52,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from rmvae.cli import main as package_main  # so errors raised inside commands are this module's classes
+
+    sys.exit(package_main())
