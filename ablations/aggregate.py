@@ -1,0 +1,355 @@
+"""Tables of a grid from its run folders, with Student-t intervals (SPEC §7). No torch.
+
+Writes into ``OUT/<grid>/``:
+
+- ``runs.csv``: every run × logged row × metric (run_id, grid, arm, seed, epoch, step,
+  metric, value), from each run's Lightning ``metrics.csv`` (NaN cells dropped);
+- ``final.csv``: one row per finished run × test metric (``test_metrics.json``);
+- ``summary.csv``: per arm × metric: n, mean, std, ci_low, ci_high (95 %, Student t);
+- ``paired.csv``: each arm minus the reference arm, paired by seed, with its t-interval,
+  whether it excludes zero, and which arm is better given :data:`METRIC_DIRECTIONS`;
+- ``status.csv``: every run's status (done / failed / interrupted / pending), failure
+  reason, W&B run id and timings.
+
+With n seeds the interval uses n − 1 degrees of freedom: for 3 seeds t = 4.30, so the
+interval is wide; more seeds (``--seeds``) narrow it. Three values are not bootstrapped.
+
+Usage: ``python ablations/aggregate.py --grid harmony --out reports/``.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import functools
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+if __package__ in (None, ""):  # run as a script: import the package from the repo root
+    _REPO = Path(__file__).resolve().parent.parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "ablations"]
+    sys.path.insert(0, str(_REPO))
+
+import numpy as np
+import pandas as pd
+
+from ablations import atomic_write_csv
+
+CONFIDENCE = 0.95
+BACH_PREFIX = "bach/"
+
+# Which direction of each metric is better; first matching pattern wins (fnmatch).
+#   higher / lower: the raw value; closer: the distance to the real-music reference
+#   ``bach/<name>`` of the same run (the held-out Bach value); none: descriptive only.
+METRIC_DIRECTIONS: dict[str, str] = {
+    "bach/*": "none",  # the reference itself
+    "*/acc_always_hold": "none",  # trivial baselines on the same data: equal for all arms
+    "*/acc_repeat_last": "none",
+    "*/acc*": "higher",  # share of correctly decoded steps (all, onsets, pitches, fill, …)
+    "*/recon_nll": "lower",
+    "*/nll": "lower",
+    "*/recon": "lower",
+    "*/loss": "lower",
+    "*/elbo": "higher",
+    "*/kl": "none",  # a low KL can mean posterior collapse: not better by itself
+    "*/beta": "none",
+    "*distance*": "lower",  # e.g. pitch-class histogram distance to Bach
+    "*/harmony": "closer",  # dissonance of generated music, judged against real chorales
+    "greedy/*": "closer",  # musical statistics of generated continuations (SPEC §4)
+    "sampled/*": "closer",
+}
+
+RUNS_COLUMNS = ["run_id", "grid", "arm", "seed", "epoch", "step", "metric", "value"]
+FINAL_COLUMNS = ["run_id", "grid", "arm", "seed", "metric", "value"]
+SUMMARY_COLUMNS = ["arm", "metric", "n", "mean", "std", "ci_low", "ci_high"]
+PAIRED_COLUMNS = ["arm", "reference", "metric", "direction", "compared", "n", "mean_diff", "std_diff", "t",
+                  "ci_low", "ci_high", "excludes_zero", "better"]
+STATUS_COLUMNS = ["run_id", "grid", "arm", "seed", "status", "reason", "wandb_run_id", "steps",
+                  "train_seconds", "eval_seconds"]
+
+
+# ---------------------------------------------------------------- Student t, no scipy
+
+
+def _beta_continued_fraction(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        for numerator in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
+                          -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _regularized_beta(x: float, a: float, b: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0:
+        return 0.0
+    if x >= 1:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1) / (a + b + 2):
+        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T ≤ t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _regularized_beta(df / (df + t * t), df / 2.0, 0.5)
+    return 1.0 - tail if t > 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The p-quantile of Student's t (bisection on :func:`t_cdf`); e.g. (0.975, 2) → 4.3027."""
+    if not 0 < p < 1 or df <= 0:
+        return math.nan
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    low, high = 0.0, 1.0
+    while t_cdf(high, df) < p:
+        high *= 2.0
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        low, high = (middle, high) if t_cdf(middle, df) < p else (low, middle)
+    return 0.5 * (low + high)
+
+
+@functools.lru_cache(maxsize=None)
+def t_critical(n: int, confidence: float = CONFIDENCE) -> float:
+    """Two-sided critical value of a t-interval for a mean of ``n`` values (df = n − 1)."""
+    return t_quantile(0.5 + confidence / 2, n - 1) if n >= 2 else math.nan
+
+
+def mean_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> dict[str, float]:
+    """n, mean, sample std and the Student-t interval mean ± t·std/√n (NaN below 2 values)."""
+    array = np.asarray([v for v in values if not pd.isna(v)], dtype=float)
+    n = len(array)
+    mean = float(array.mean()) if n else math.nan
+    std = float(array.std(ddof=1)) if n >= 2 else math.nan
+    half = t_critical(n, confidence) * std / math.sqrt(n) if n >= 2 else math.nan
+    return dict(n=n, mean=mean, std=std, ci_low=mean - half, ci_high=mean + half)
+
+
+def t_errorbar(values) -> tuple[float, float]:
+    """Seaborn ``errorbar=`` callable: the 95 % Student-t interval (no bootstrap)."""
+    stats = mean_interval(values)
+    if stats["n"] < 2:
+        return stats["mean"], stats["mean"]
+    return stats["ci_low"], stats["ci_high"]
+
+
+def metric_direction(metric: str) -> str:
+    """``higher``, ``lower``, ``closer`` (to ``bach/…``) or ``none``, from :data:`METRIC_DIRECTIONS`."""
+    for pattern, direction in METRIC_DIRECTIONS.items():
+        if fnmatch.fnmatchcase(metric, pattern):
+            return direction
+    return "none"
+
+
+def reference_key(metric: str) -> str:
+    """The Bach reference of a metric: ``greedy/repeat_rate`` → ``bach/repeat_rate``."""
+    return BACH_PREFIX + metric.split("/", 1)[-1]
+
+
+# ---------------------------------------------------------------- reading run folders
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def read_grid(grid_dir: Path) -> dict[str, Any]:
+    """``grid.json`` of a grid folder (empty dict if missing)."""
+    return _read_json(Path(grid_dir) / "grid.json")
+
+
+def run_folders(grid_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every ``runs/<id>/`` that has a ``run.json``, with that metadata, sorted by arm order and seed."""
+    grid_dir = Path(grid_dir)
+    grid = read_grid(grid_dir)
+    arm_order = grid.get("arm_order") or list(grid.get("arms", {}))
+    found = []
+    for run_dir in sorted((grid_dir / "runs").glob("*/")):
+        meta = _read_json(run_dir / "run.json")
+        if meta:
+            found.append((run_dir, meta))
+
+    def order(item):
+        arm = item[1].get("arm", "")
+        return (arm_order.index(arm) if arm in arm_order else len(arm_order), arm, item[1].get("seed", 0))
+
+    return sorted(found, key=order)
+
+
+def _status(run_dir: Path) -> tuple[str, str]:
+    if (run_dir / "DONE").exists():
+        return "done", ""
+    if (run_dir / "FAILED").exists():
+        text = (run_dir / "FAILED").read_text().strip()
+        return "failed", text.splitlines()[0] if text else "unknown reason"
+    if (run_dir / "checkpoints" / "last.ckpt").exists():
+        return "interrupted", ""
+    return "pending", ""
+
+
+def status_table(grid_dir: Path) -> pd.DataFrame:
+    rows = []
+    for run_dir, meta in run_folders(grid_dir):
+        status, reason = _status(run_dir)
+        result = _read_json(run_dir / "result.json") or _read_json(run_dir / "train_result.json")
+        rows.append(dict(run_id=meta.get("run_id", run_dir.name), grid=meta.get("grid"), arm=meta.get("arm"),
+                         seed=meta.get("seed"), status=status, reason=reason,
+                         wandb_run_id=result.get("wandb_run_id"), steps=result.get("steps"),
+                         train_seconds=result.get("train_seconds"), eval_seconds=result.get("eval_seconds")))
+    return pd.DataFrame(rows, columns=STATUS_COLUMNS)
+
+
+def runs_table(grid_dir: Path) -> pd.DataFrame:
+    """Every run × logged row × metric, long format, from each run's ``metrics.csv``."""
+    parts = []
+    for run_dir, meta in run_folders(grid_dir):
+        path = run_dir / "metrics.csv"
+        if not path.exists():
+            continue
+        try:
+            wide = pd.read_csv(path)
+        except (pd.errors.EmptyDataError, pd.errors.ParserError):
+            continue
+        for column in ("epoch", "step"):
+            if column not in wide:
+                wide[column] = np.nan
+        long = wide.melt(id_vars=["epoch", "step"], var_name="metric", value_name="value").dropna(subset=["value"])
+        long = long.assign(run_id=meta.get("run_id", run_dir.name), grid=meta.get("grid"), arm=meta.get("arm"),
+                           seed=meta.get("seed"))
+        parts.append(long[RUNS_COLUMNS])
+    if not parts:
+        return pd.DataFrame(columns=RUNS_COLUMNS)
+    table = pd.concat(parts, ignore_index=True)
+    table["epoch"] = table["epoch"].astype("Int64")
+    table["step"] = table["step"].astype("Int64")
+    return table
+
+
+def final_table(grid_dir: Path) -> pd.DataFrame:
+    """One row per finished run × test metric."""
+    rows = []
+    for run_dir, meta in run_folders(grid_dir):
+        if not (run_dir / "DONE").exists():
+            continue
+        for metric, value in sorted(_read_json(run_dir / "test_metrics.json").items()):
+            rows.append(dict(run_id=meta.get("run_id", run_dir.name), grid=meta.get("grid"), arm=meta.get("arm"),
+                             seed=meta.get("seed"), metric=metric, value=float(value)))
+    return pd.DataFrame(rows, columns=FINAL_COLUMNS)
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def summary_table(final: pd.DataFrame) -> pd.DataFrame:
+    """Per arm × metric: n, mean, std and the 95 % Student-t interval over seeds."""
+    rows = []
+    for (arm, metric), group in final.groupby(["arm", "metric"], sort=False):
+        rows.append(dict(arm=arm, metric=metric, **mean_interval(group["value"])))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def paired_table(final: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Each arm minus ``reference``, per metric, paired by seed, with a t-interval (df = n − 1).
+
+    For ``closer`` metrics the compared quantity is each run's distance |value − bach value|
+    (so a negative difference means the arm is closer to Bach).
+    """
+    if final.empty or reference not in set(final["arm"]):
+        return pd.DataFrame(columns=PAIRED_COLUMNS)
+    values = final.pivot_table(index=["arm", "seed"], columns="metric", values="value", aggfunc="first")
+    rows = []
+    arms = [arm for arm in dict.fromkeys(final["arm"]) if arm != reference]
+    for metric in dict.fromkeys(final["metric"]):
+        direction = metric_direction(metric)
+        if metric.startswith(BACH_PREFIX):
+            continue
+        compared = "value"
+        quantity = values[metric]
+        if direction == "closer":
+            bach = reference_key(metric)
+            if bach in values:
+                quantity = (values[metric] - values[bach]).abs()
+                compared = f"distance to {bach}"
+            else:
+                direction = "none"  # no reference value to be closer to
+        for arm in arms:
+            if arm not in quantity.index.get_level_values("arm"):
+                continue
+            pairs = pd.concat([quantity.loc[arm], quantity.loc[reference]], axis=1, keys=["arm", "ref"]).dropna()
+            stats = mean_interval(pairs["arm"] - pairs["ref"])
+            excludes = bool(stats["n"] >= 2 and (stats["ci_low"] > 0 or stats["ci_high"] < 0))
+            rows.append(dict(arm=arm, reference=reference, metric=metric, direction=direction, compared=compared,
+                             n=stats["n"], mean_diff=stats["mean"], std_diff=stats["std"],
+                             t=t_critical(stats["n"]), ci_low=stats["ci_low"], ci_high=stats["ci_high"],
+                             excludes_zero=excludes, better=_better(stats["mean"], direction, arm, reference)))
+    return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
+
+
+def _better(mean_diff: float, direction: str, arm: str, reference: str) -> str:
+    """Which arm the mean paired difference (arm − reference) favours; "" if undecidable."""
+    if direction == "none" or pd.isna(mean_diff):
+        return ""
+    if mean_diff == 0:
+        return "tie"
+    arm_higher = mean_diff > 0
+    return arm if arm_higher == (direction == "higher") else reference
+
+
+def aggregate(grid_dir: Path, reference: str | None = None) -> dict[str, pd.DataFrame]:
+    """Build and atomically write every table of a grid folder; returns them by name.
+
+    Args:
+        grid_dir: ``OUT/<grid>``.
+        reference: arm the others are compared with; default: ``grid.json``'s reference.
+    """
+    grid_dir = Path(grid_dir)
+    if reference is None:
+        reference = read_grid(grid_dir).get("reference", "baseline")
+    final = final_table(grid_dir)
+    tables = dict(runs=runs_table(grid_dir), final=final, summary=summary_table(final),
+                  paired=paired_table(final, reference), status=status_table(grid_dir))
+    for name, table in tables.items():
+        atomic_write_csv(table, grid_dir / f"{name}.csv")
+    return tables
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ablations/aggregate.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", required=True, help="grid name (a folder of --out)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="output root (default reports/)")
+    parser.add_argument("--reference", default=None, help="arm to compare with (default: the grid's reference)")
+    args = parser.parse_args(argv)
+    grid_dir = args.out / args.grid
+    if not (grid_dir / "runs").is_dir():
+        grids = sorted(p.name for p in args.out.glob("*/") if (p / "runs").is_dir()) if args.out.is_dir() else []
+        print(f"ablations/aggregate.py: error: no runs in {grid_dir}; grids with runs under {args.out}: "
+              f"{', '.join(grids) or 'none'}", file=sys.stderr)
+        return 2
+    tables = aggregate(grid_dir, args.reference)
+    print(f"{grid_dir}: {len(tables['status'])} runs, {len(tables['final'])} final values, "
+          f"{len(tables['runs'])} logged values")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,329 @@
+"""Experiment grids as data (SPEC §7): grid → arm → dotted config overrides.
+
+Every run of a grid is built the same way, one layer after the other:
+
+    Config() defaults → BASELINE → PROFILES[profile] → user ``--set`` overrides
+    → the arm's overrides → seed (``train.seed``) → runtime (devices, W&B labels)
+
+so arms differ only in the keys they name, and every arm has the same data split
+(``data.seed``, ``data.split``, ``data.max_pieces``) and the same training budget
+(``train.max_steps``/``train.max_epochs``, ``data.batch_size``). A run's id is a short hash
+of its resolved config (seed included, W&B labels excluded: they name a run, they do not
+change what it computes), so the same experiment always lands in the same folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rmvae.config import Config, ConfigError, apply_overrides
+
+# Bump when the meaning of a grid, the baseline or a profile changes: output folders made
+# by another version are refused (grid.json) instead of silently mixed.
+GRID_VERSION = 1
+
+DEFAULT_SEEDS = 3  # seeds 0, 1, 2 → train.seed; the SPEC asks for ≥ 3
+BASELINE_ARM = "baseline"  # name of the shared arm in the `all` grid
+
+# The default configuration every grid varies one factor of (SPEC §7). Stated explicitly
+# so that a change of Config defaults cannot silently move the baseline.
+BASELINE: dict[str, Any] = {
+    "data.encoding": "mono",
+    "model.encoder": "rnn",
+    "data.transpose": True,
+    "model.size": "medium",
+    "model.rpoe": True,
+    "loss.scale": True,
+    "loss.rhythm": True,
+    "loss.harmony": True,
+    "data.n_measures": 8,
+    "data.offset": 1,
+}
+
+# Budgets. `quick` must finish the harmony grid (2 arms × 3 seeds) in under 10 minutes on
+# 2 CPU cores including evaluation; `full` is the thesis-scale budget for GPUs.
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "model.size": "small",  # SPEC §7: small in the quick profile...
+        "model.width_scale": 0.25,  # ...with every width scaled down together
+        "model.z_dim": 16,
+        "data.max_pieces": 40,  # training pieces; val/test stay whole
+        "data.batch_size": 32,
+        "data.seed": 0,
+        "loss.n_subsets": 1,
+        "train.max_epochs": 1000,  # the step budget below is what stops training
+        "train.max_steps": 200,
+        "train.accelerator": "cpu",
+        "train.log_every_n_steps": 10,
+    },
+    "full": {
+        "model.size": "medium",
+        "data.batch_size": 64,
+        "data.seed": 0,
+        "train.max_epochs": 50,  # thesis: 50 epochs
+        "train.max_steps": -1,
+    },
+}
+
+# grid → arm → overrides. Arm names are unique across grids so that `all` is a plain union.
+GRIDS: dict[str, dict[str, dict[str, Any]]] = {
+    "transpose": {
+        "transposed": {"data.transpose": True},  # every piece in C major / A minor
+        "raw": {"data.transpose": False},  # pieces in their written keys
+    },
+    "size": {
+        "small": {"model.size": "small"},
+        "medium": {"model.size": "medium"},
+        "big": {"model.size": "big"},
+    },
+    "scale_rhythm": {
+        "scale_rhythm_on": {"loss.scale": True, "loss.rhythm": True},
+        "scale_rhythm_off": {"loss.scale": False, "loss.rhythm": False},
+    },
+    "harmony": {
+        "harmony_on": {"loss.harmony": True},
+        "harmony_off": {"loss.harmony": False},
+    },
+    "rpoe": {
+        "rpoe_on": {"model.rpoe": True},
+        "rpoe_off": {"model.rpoe": False},
+    },
+}
+GRID_CHOICES: tuple[str, ...] = (*GRIDS, "all")
+
+# Keys that make runs comparable: the data split and the training budget. Arms may not set
+# them (checked below); a user `--set` of one of them applies to every arm alike.
+SHARED_KEYS = ("data.seed", "data.split", "data.max_pieces", "data.batch_size",
+               "train.max_steps", "train.max_epochs", "train.lr", "train.devices")
+
+# Config fields that label a run but do not change what it computes: left out of the run id.
+LABEL_KEYS = ("train.wandb", "train.wandb_project", "train.wandb_group", "train.wandb_name",
+              "train.wandb_tags")
+
+for _grid, _arms in GRIDS.items():
+    for _arm, _overrides in _arms.items():
+        assert not set(_overrides) & set(SHARED_KEYS), f"arm {_grid}/{_arm} changes the budget or split"
+    # an arm name may not be reused by another grid (`all` is a union by name)
+    assert all(_arm not in _other for _name, _other in GRIDS.items() if _name != _grid for _arm in _arms)
+
+
+class GridMismatchError(ConfigError):
+    """The output folder holds runs of a different grid definition."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a grid: an arm at one seed, with its fully resolved config."""
+
+    run_id: str
+    grid: str
+    arm: str
+    seed: int
+    overrides: dict[str, Any]  # the arm's overrides plus train.seed (what varies inside the grid)
+    config: Config
+
+    def run_dir(self, grid_dir: Path) -> Path:
+        return Path(grid_dir) / "runs" / self.run_id
+
+    def meta(self) -> dict[str, Any]:
+        """What ``run.json`` records: enough to place the run in the grid's tables."""
+        return dict(run_id=self.run_id, grid=self.grid, arm=self.arm, seed=self.seed,
+                    overrides=self.overrides)
+
+
+@dataclass(frozen=True)
+class GridPlan:
+    """A grid expanded into runs: arms × seeds over one shared base config."""
+
+    grid: str
+    profile: str
+    seeds: tuple[int, ...]
+    reference: str  # the arm every other arm is compared with (the baseline's arm)
+    base_overrides: dict[str, Any]  # BASELINE + profile + user overrides + runtime
+    arms: dict[str, dict[str, Any]]  # arm → its overrides on top of the base
+    runs: list[RunSpec] = field(default_factory=list)
+
+    def definition(self) -> dict[str, Any]:
+        """What ``grid.json`` stores; a later run into the same folder must match it."""
+        arm_configs = {}
+        for run in self.runs:
+            key = experiment_key(run.config)
+            key["train"].pop("seed")
+            arm_configs[run.arm] = key
+        return dict(grid_version=GRID_VERSION, grid=self.grid, profile=self.profile,
+                    reference=self.reference, arm_order=list(self.arms),
+                    arms={arm: dict(overrides=self.arms[arm], config=arm_configs[arm]) for arm in self.arms})
+
+
+def experiment_key(config: Config) -> dict[str, Any]:
+    """The resolved config without the fields that only label a run (W&B names and tags)."""
+    raw = config.to_dict()
+    for key in LABEL_KEYS:
+        section, name = key.split(".")
+        raw[section].pop(name, None)
+    return raw
+
+
+def run_id(config: Config) -> str:
+    """A short stable id of a run: the first 10 hex digits of the sha1 of its experiment key."""
+    text = json.dumps(experiment_key(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(text.encode()).hexdigest()[:10]
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def toggle_tags(config: Config, profile: str | None = None) -> tuple[str, ...]:
+    """W&B tags naming every ablation toggle of a config, e.g. ``("harmony:on", "size:small")``."""
+    loss = config.loss
+    scale_rhythm = _on(loss.scale) if loss.scale == loss.rhythm else f"scale:{_on(loss.scale)},rhythm:{_on(loss.rhythm)}"
+    tags = [f"transpose:{_on(config.data.transpose)}", f"size:{config.model.size}",
+            f"scale_rhythm:{scale_rhythm}", f"harmony:{_on(loss.harmony)}", f"rpoe:{_on(config.model.rpoe)}"]
+    if profile:
+        tags.append(f"profile:{profile}")
+    return tuple(tags)
+
+
+def _grid_arms(grid: str) -> dict[str, dict[str, Any]]:
+    if grid == "all":
+        return {arm: overrides for arms in GRIDS.values() for arm, overrides in arms.items()}
+    return dict(GRIDS[grid])
+
+
+def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
+                overrides: dict[str, Any] | list[str] | None = None, devices: int = 1,
+                wandb: bool = True) -> GridPlan:
+    """Expand a grid into its runs: every arm at seeds ``0..seeds-1``.
+
+    Args:
+        grid: one of :data:`GRID_CHOICES`.
+        profile: one of :data:`PROFILES` (``quick`` or ``full``).
+        seeds: number of training seeds per arm (``train.seed`` = 0, 1, …).
+        overrides: extra dotted overrides for every arm (``["train.max_steps=5"]``); a key
+            that the grid varies is refused, since it would be overwritten by the arms.
+        devices: ``train.devices`` of every run (DDP inside a run when > 1).
+        wandb: ``train.wandb`` of every run.
+
+    Returns:
+        The plan; in the ``all`` grid the arms whose config equals the baseline are one arm,
+        :data:`BASELINE_ARM`.
+
+    Raises:
+        ConfigError: unknown grid or profile, fewer than one seed, an override key the config
+            does not have or one that the grid varies.
+    """
+    if grid not in GRID_CHOICES:
+        raise ConfigError(f"unknown grid {grid!r}; choose one of {', '.join(GRID_CHOICES)}")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be at least 1 (got {seeds}); 3 or more give a usable interval")
+    if devices < 1:
+        raise ConfigError(f"--devices must be at least 1 (got {devices})")
+    user = _as_dict(overrides)
+    grid_arms = _grid_arms(grid)
+    varied = sorted({key for arm in grid_arms.values() for key in arm} & set(user))
+    if varied:
+        raise ConfigError(f"override(s) {varied} are what grid {grid!r} varies; drop them or pick another grid")
+    if "train.seed" in user:
+        raise ConfigError("train.seed is set per run from --seeds; use --seeds N instead")
+    base_overrides = {**BASELINE, **PROFILES[profile], **user, "train.devices": devices, "train.wandb": wandb}
+    base = apply_overrides(Config(), base_overrides)
+
+    arm_configs = {arm: apply_overrides(base, arm_overrides) for arm, arm_overrides in grid_arms.items()}
+    base_key = experiment_key(base)
+    same_as_base = [arm for arm, config in arm_configs.items() if experiment_key(config) == base_key]
+    if grid == "all":
+        arms = {BASELINE_ARM: {}}
+        arms.update({arm: grid_arms[arm] for arm in grid_arms if arm not in same_as_base})
+        arm_configs = {BASELINE_ARM: base, **{arm: arm_configs[arm] for arm in arms if arm != BASELINE_ARM}}
+        reference = BASELINE_ARM
+    else:
+        arms = grid_arms
+        if len(same_as_base) != 1:  # every grid must contain the baseline as one arm
+            raise ConfigError(f"grid {grid!r} has {len(same_as_base)} arms equal to the baseline; expected one")
+        reference = same_as_base[0]
+
+    runs = []
+    for arm, arm_config in arm_configs.items():
+        for seed in range(seeds):
+            config = apply_overrides(arm_config, {"train.seed": seed})
+            config = dataclasses.replace(config, train=dataclasses.replace(
+                config.train, wandb_group=grid, wandb_name=f"{arm}/seed{seed}",
+                wandb_tags=toggle_tags(config, profile)))
+            runs.append(RunSpec(run_id=run_id(config), grid=grid, arm=arm, seed=seed,
+                                overrides={**arms[arm], "train.seed": seed}, config=config))
+    _check_equal_budgets(runs)
+    return GridPlan(grid=grid, profile=profile, seeds=tuple(range(seeds)), reference=reference,
+                    base_overrides=base_overrides, arms=arms, runs=runs)
+
+
+def _as_dict(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    pairs = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.z_dim=64)")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def _dotted(config: Config, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(config, section), name)
+
+
+def _check_equal_budgets(runs: list[RunSpec]) -> None:
+    """Every run of a grid shares the split and the budget (SPEC §7 rules)."""
+    for key in SHARED_KEYS:
+        values = {json.dumps(_dotted(run.config, key)) for run in runs}
+        if len(values) > 1:
+            raise ConfigError(f"runs of the grid differ in {key} ({sorted(values)}); arms must share it")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        flat = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat or {prefix: {}}
+    return {prefix: data}
+
+
+def check_grid_folder(grid_dir: Path, plan: GridPlan) -> bool:
+    """Check that ``grid_dir`` is empty or was made by the same grid definition.
+
+    Returns:
+        True if ``grid_dir/grid.json`` already exists (and matches).
+
+    Raises:
+        GridMismatchError: ``grid.json`` differs from the plan's definition; nothing is deleted.
+    """
+    path = Path(grid_dir) / "grid.json"
+    if not path.exists():
+        return False
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise GridMismatchError(f"{path} is unreadable ({error}); use another --out or move that folder "
+                                "away (nothing was deleted)") from None
+    current = json.loads(json.dumps(plan.definition()))
+    if stored == current:
+        return True
+    old, new = _flatten(stored), _flatten(current)
+    differing = sorted(key for key in old.keys() | new.keys() if old.get(key, "∅") != new.get(key, "∅"))
+    shown = ", ".join(f"{key}: {old.get(key, '∅')!r} → {new.get(key, '∅')!r}" for key in differing[:4])
+    more = f" and {len(differing) - 4} more" if len(differing) > 4 else ""
+    raise GridMismatchError(
+        f"{grid_dir} holds runs of a different grid definition (grid version "
+        f"{stored.get('grid_version')!r} vs {GRID_VERSION}; differs in {shown}{more}). "
+        "Use another --out, or move that folder away; nothing was deleted.")

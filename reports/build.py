@@ -1,0 +1,337 @@
+"""Figures and a Markdown report of one ablation grid, from its saved tables only.
+
+Usage (from the repository root)::
+
+    python reports/build.py --grid harmony [--out reports/] [--aggregate]
+
+Reads ``OUT/<grid>/{runs,final,summary,paired,status}.csv`` and ``grid.json`` (written by
+``ablations/aggregate.py``; built first if missing, or with ``--aggregate``) and writes
+``OUT/<grid>/figures/*.png``, ``OUT/<grid>/samples/<arm>.{mid,png}`` and
+``OUT/<grid>/report.md``. Nothing is trained and neither torch nor Lightning is imported,
+so a report can be rebuilt anywhere the tables are.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: import `ablations` from the repo root
+    _REPO = Path(__file__).resolve().parent.parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "reports"]
+    sys.path.insert(0, str(_REPO))
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+from ablations import atomic_write_text
+from ablations.aggregate import (BACH_PREFIX, aggregate, metric_direction, read_grid, reference_key, t_critical,
+                                 t_errorbar)
+
+TABLES = ("runs", "final", "summary", "paired", "status")
+# Learning curves: one figure per quantity, one panel per stage (train, val), arms as hues.
+CURVES = {"loss": "loss", "kl": "kl", "accuracy": "acc", "harmony": "harmony"}
+DIRECTION_WORDS = {"higher": "higher", "lower": "lower", "closer": "closer to Bach", "none": "—"}
+
+
+def load_tables(grid_dir: Path, refresh: bool = False) -> dict[str, pd.DataFrame]:
+    """The saved tables of a grid; aggregates the run folders first if a table is missing."""
+    grid_dir = Path(grid_dir)
+    if refresh or not all((grid_dir / f"{name}.csv").exists() for name in TABLES):
+        aggregate(grid_dir)
+    tables = {}
+    for name in TABLES:
+        try:
+            tables[name] = pd.read_csv(grid_dir / f"{name}.csv")
+        except pd.errors.EmptyDataError:
+            tables[name] = pd.DataFrame()
+    return tables
+
+
+def _arm_order(grid: dict, *frames: pd.DataFrame) -> list[str]:
+    arms = list(grid.get("arm_order") or grid.get("arms", {}))
+    for frame in frames:
+        if "arm" in frame:
+            arms += [arm for arm in dict.fromkeys(frame["arm"].dropna()) if arm not in arms]
+    return arms
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    figure.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    tmp.replace(path)
+    return path
+
+
+def plot_learning_curves(runs: pd.DataFrame, arms: list[str], folder: Path) -> list[Path]:
+    """Mean over seeds per arm with a 95 % Student-t band, against the training step."""
+    paths = []
+    if runs.empty:
+        return paths
+    runs = runs.dropna(subset=["step"])
+    for name, suffix in CURVES.items():
+        metrics = sorted(m for m in runs["metric"].unique() if m.split("/")[-1] == suffix)
+        if not metrics:
+            continue
+        figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False,
+                                    layout="constrained")
+        for axis, metric in zip(axes[0], metrics):
+            data = runs[runs["metric"] == metric]
+            sns.lineplot(data=data, x="step", y="value", hue="arm", hue_order=[a for a in arms if a in set(data["arm"])],
+                         estimator="mean", errorbar=t_errorbar, ax=axis)
+            axis.set_title(metric)
+            axis.set_ylabel(name)
+        figure.suptitle(f"{name}: mean over seeds, 95 % t-interval band")
+        paths.append(_save(figure, folder / f"curve_{name}.png"))
+    return paths
+
+
+def plot_final_metrics(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
+    """Point plot of every test metric (not the musical statistics) per arm, 95 % t-interval."""
+    data = final[~final["metric"].map(_is_music_stat) & ~final["metric"].str.startswith(BACH_PREFIX)] \
+        if not final.empty else final
+    if data.empty:
+        return None
+    grid = sns.catplot(data=data, x="arm", y="value", col="metric", kind="point", order=[a for a in arms if a in set(data["arm"])],
+                       errorbar=t_errorbar, col_wrap=min(4, data["metric"].nunique()), sharey=False,
+                       height=3, aspect=1.1, linestyles="none", capsize=0.2)
+    grid.set_titles("{col_name}")
+    grid.set_xticklabels(rotation=30, ha="right")
+    grid.figure.suptitle("final test metrics: mean over seeds, 95 % t-interval", y=1.02)
+    return _save(grid.figure, folder / "final_metrics.png")
+
+
+def _is_music_stat(metric: str) -> bool:
+    return metric_direction(metric) == "closer"
+
+
+def plot_music_stats(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
+    """Musical statistics of each arm beside the Bach reference (dashed line)."""
+    if final.empty:
+        return None
+    present = set(final["metric"])
+    metrics = [m for m in dict.fromkeys(final["metric"]) if _is_music_stat(m) and reference_key(m) in present]
+    if not metrics:
+        return None
+    columns = min(4, len(metrics))
+    rows = -(-len(metrics) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False,
+                                layout="constrained")
+    for axis, metric in zip(axes.flat, metrics):
+        data = final[final["metric"] == metric]
+        sns.pointplot(data=data, x="arm", y="value", order=[a for a in arms if a in set(data["arm"])],
+                      errorbar=t_errorbar, linestyles="none", capsize=0.2, ax=axis)
+        bach = final.loc[final["metric"] == reference_key(metric), "value"].mean()
+        axis.axhline(bach, color="black", linestyle="--", label="Bach")
+        axis.set_title(metric)
+        axis.tick_params(axis="x", rotation=30)
+        axis.legend(loc="best", fontsize="small")
+    for axis in list(axes.flat)[len(metrics):]:
+        axis.set_visible(False)
+    figure.suptitle("musical statistics per arm (95 % t-interval) against held-out Bach (dashed)")
+    return _save(figure, folder / "music_stats.png")
+
+
+def copy_samples(grid_dir: Path, status: pd.DataFrame, arms: list[str]) -> dict[str, dict[str, str]]:
+    """One sample per arm (lowest finished seed): ``samples/<arm>.mid`` and ``.png``."""
+    samples = {}
+    if status.empty:
+        return samples
+    done = status[status["status"] == "done"].sort_values("seed")
+    for arm in arms:
+        for run_id in done.loc[done["arm"] == arm, "run_id"]:
+            run_dir = grid_dir / "runs" / str(run_id)
+            files = {}
+            for suffix in ("mid", "png"):
+                source = run_dir / f"sample.{suffix}"
+                if source.exists():
+                    target = grid_dir / "samples" / f"{arm}.{suffix}"
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(source, target)
+                    files[suffix] = f"samples/{arm}.{suffix}"
+            if files:
+                samples[arm] = files
+                break
+    return samples
+
+
+def _fmt(value, digits: int = 4) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return f"{value:.{digits}g}"
+
+
+def _interval(row) -> str:
+    if pd.isna(row["ci_low"]):
+        return f"{_fmt(row['mean'])} (n={int(row['n'])})"
+    return f"{_fmt(row['mean'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+
+
+def _verdict(row) -> str:
+    if row["direction"] == "none" or not row["better"]:
+        return "no direction (descriptive)"
+    if row["better"] == "tie":
+        return "tie"
+    if row["excludes_zero"]:
+        return f"**{row['better']}** better; interval excludes 0"
+    return f"{row['better']} by the mean only; interval includes 0 (not resolved)"
+
+
+def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[Path],
+                 samples: dict[str, dict[str, str]]) -> Path:
+    grid = read_grid(grid_dir)
+    name = grid.get("grid", grid_dir.name)
+    reference = grid.get("reference", "baseline")
+    status, summary, paired = tables["status"], tables["summary"], tables["paired"]
+    arms = _arm_order(grid, status, summary)
+    counts = status["status"].value_counts().to_dict() if not status.empty else {}
+    seeds_per_arm = int(summary["n"].max()) if not summary.empty else 0
+    lines = [f"# Ablation `{name}`", "",
+             f"Profile `{grid.get('profile', '?')}`, grid version {grid.get('grid_version', '?')}; "
+             f"reference arm `{reference}`. Runs: " +
+             (", ".join(f"{count} {state}" for state, count in counts.items()) or "none") + ".", "",
+             "| arm | overrides |", "|---|---|"]
+    for arm in arms:
+        overrides = grid.get("arms", {}).get(arm, {}).get("overrides", {})
+        lines.append(f"| `{arm}` | {', '.join(f'`{k}={v}`' for k, v in overrides.items()) or '(the baseline)'} |")
+
+    t3 = t_critical(3)
+    lines += ["", "## How sure is this?", "",
+              f"Every arm ran the same seeds on the same data split with the same training budget. Intervals are "
+              f"95 % Student-t intervals over seeds, and arms are compared *paired by seed* (arm − `{reference}`). "
+              f"With 3 seeds a t-interval has 2 degrees of freedom, t = {t3:.2f}: the interval is wide and only "
+              f"large effects exclude zero. `--seeds N` raises the number of seeds "
+              f"(5 seeds: t = {t_critical(5):.2f}; 10 seeds: t = {t_critical(10):.2f}). "
+              "Three values are not bootstrapped; the bands in the figures are the same t-intervals."]
+    if seeds_per_arm:
+        lines.append(f"\nThis report has up to {seeds_per_arm} finished seed(s) per arm"
+                     + (f" (t = {t_critical(seeds_per_arm):.2f})." if seeds_per_arm >= 2 else "."))
+
+    lines += ["", f"## Which arm is better (test split, vs `{reference}`)", ""]
+    if paired.empty:
+        lines.append("No paired comparison yet (the reference arm or other arms have no finished runs).")
+    else:
+        lines += ["| metric | better is | arm | reference mean [95 % CI] | arm mean [95 % CI] | "
+                  "difference arm − ref [95 % CI] | excludes 0 | verdict |", "|---|---|---|---|---|---|---|---|"]
+        indexed = summary.set_index(["arm", "metric"]) if not summary.empty else None
+        for _, row in paired.iterrows():
+            ref_stats = _summary_cell(indexed, reference, row["metric"])
+            arm_stats = _summary_cell(indexed, row["arm"], row["metric"])
+            compared = "" if row["compared"] == "value" else f" of {row['compared']}"
+            difference = (f"{_fmt(row['mean_diff'])}{compared} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
+                          if not pd.isna(row["ci_low"]) else f"{_fmt(row['mean_diff'])}{compared} (n={int(row['n'])})")
+            lines.append(f"| {row['metric']} | {DIRECTION_WORDS.get(row['direction'], row['direction'])} | "
+                         f"`{row['arm']}` | {ref_stats} | {arm_stats} | {difference} | "
+                         f"{'yes' if row['excludes_zero'] else 'no'} | {_verdict(row)} |")
+
+    music = _music_table(summary, arms)
+    if music:
+        lines += ["", "## Musical statistics against held-out Bach", "",
+                  "Mean over seeds [95 % t-interval]; the closer to the Bach column, the better.", ""] + music
+
+    lines += ["", "## Figures", ""]
+    for path in figures:
+        relative = path.relative_to(grid_dir).as_posix()
+        lines += [f"- [{path.stem}]({relative})", "", f"  ![{path.stem}]({relative})", ""]
+    if not figures:
+        lines.append("No figures yet (no finished runs).")
+
+    lines += ["", "## Samples (one per arm, lowest finished seed)", ""]
+    for arm in arms:
+        files = samples.get(arm)
+        if not files:
+            continue
+        links = ", ".join(f"[{suffix.upper()}]({path})" for suffix, path in files.items())
+        lines.append(f"- `{arm}`: {links}")
+        if "png" in files:
+            lines += ["", f"  ![{arm}]({files['png']})", ""]
+    if not samples:
+        lines.append("No samples yet.")
+
+    lines += ["", "## Failed runs", ""]
+    failed = status[status["status"] == "failed"] if not status.empty else status
+    if failed.empty:
+        lines.append("None.")
+    for _, row in failed.iterrows():
+        lines.append(f"- `{row['run_id']}` ({row['arm']}, seed {row['seed']}): {row['reason']}")
+    unfinished = status[status["status"].isin(["pending", "interrupted"])] if not status.empty else status
+    if not unfinished.empty:
+        lines += ["", f"{len(unfinished)} run(s) not finished: rerun the same command to resume them."]
+
+    lines += ["", "## Runs", "", "| arm | seed | run id | status | W&B run id | steps | train s | eval s |",
+              "|---|---|---|---|---|---|---|---|"]
+    for _, row in status.iterrows():
+        lines.append(f"| `{row['arm']}` | {row['seed']} | [`{row['run_id']}`](runs/{row['run_id']}/) | {row['status']} | "
+                     f"{'' if pd.isna(row['wandb_run_id']) else row['wandb_run_id']} | {_fmt(row['steps'], 6)} | "
+                     f"{_fmt(row['train_seconds'], 3)} | {_fmt(row['eval_seconds'], 3)} |")
+    lines += ["", "Tables: [runs.csv](runs.csv) (every run × step × metric), [final.csv](final.csv), "
+              "[summary.csv](summary.csv), [paired.csv](paired.csv), [status.csv](status.csv).", ""]
+    path = grid_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _summary_cell(indexed, arm: str, metric: str) -> str:
+    if indexed is None or (arm, metric) not in indexed.index:
+        return "—"
+    return _interval(indexed.loc[(arm, metric)])
+
+
+def _music_table(summary: pd.DataFrame, arms: list[str]) -> list[str]:
+    if summary.empty:
+        return []
+    metrics = [m for m in dict.fromkeys(summary["metric"]) if _is_music_stat(m)
+               and reference_key(m) in set(summary["metric"])]
+    if not metrics:
+        return []
+    indexed = summary.set_index(["arm", "metric"])
+    shown = [a for a in arms if a in set(summary["arm"])]
+    lines = ["| statistic | Bach | " + " | ".join(f"`{a}`" for a in shown) + " |", "|---" * (len(shown) + 2) + "|"]
+    for metric in metrics:
+        bach = summary.loc[summary["metric"] == reference_key(metric), "mean"].mean()
+        cells = [_summary_cell(indexed, arm, metric) for arm in shown]
+        lines.append(f"| {metric} | {_fmt(bach)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def build(grid_dir: Path, refresh: bool = False) -> Path:
+    """Write the figures, samples and ``report.md`` of ``grid_dir``; returns the report's path."""
+    grid_dir = Path(grid_dir)
+    tables = load_tables(grid_dir, refresh)
+    grid = read_grid(grid_dir)
+    arms = _arm_order(grid, tables["status"], tables["summary"])
+    sns.set_theme(style="whitegrid")
+    folder = grid_dir / "figures"
+    figures = plot_learning_curves(tables["runs"], arms, folder)
+    figures += [p for p in (plot_final_metrics(tables["final"], arms, folder),
+                            plot_music_stats(tables["final"], arms, folder)) if p is not None]
+    samples = copy_samples(grid_dir, tables["status"], arms)
+    return write_report(grid_dir, tables, figures, samples)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reports/build.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--grid", required=True, help="grid name (a folder of --out)")
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="output root (default reports/)")
+    parser.add_argument("--aggregate", action="store_true", help="rebuild the tables from the run folders first")
+    args = parser.parse_args(argv)
+    grid_dir = args.out / args.grid
+    if not (grid_dir / "grid.json").exists() and not (grid_dir / "runs").is_dir():
+        grids = sorted(p.name for p in args.out.glob("*/") if (p / "grid.json").exists()) if args.out.is_dir() else []
+        print(f"reports/build.py: error: no grid in {grid_dir}; grids under {args.out}: {', '.join(grids) or 'none'}",
+              file=sys.stderr)
+        return 2
+    path = build(grid_dir, refresh=args.aggregate)
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
