@@ -38,7 +38,11 @@ def main(argv: list[str] | None = None) -> int:
                     raise
                 parser.error(f"command '{name}' is not available in this version")
             modules[name].add_arguments(command_parser)
-    args = parser.parse_args(argv)
+    if chosen == "train":  # `rmvae train` also takes dotted overrides: --model.z_dim=64
+        args, extra = parser.parse_known_args(argv)
+        args.extra = extra
+    else:
+        args = parser.parse_args(argv)
     from rmvae.config import ConfigError
 
     try:

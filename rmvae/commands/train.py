@@ -1,0 +1,95 @@
+"""`rmvae train`: one training run; named flags for the ablation toggles, dotted overrides for the rest.
+
+Any config field can be set as ``--section.key=value`` (e.g. ``--model.z_dim=64``,
+``--loss.n_subsets=3``, ``--data.max_pieces=40``); an unknown key is an error listing valid ones.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rmvae.config import Config, apply_overrides
+
+FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
+    "source": "data.source", "transpose": "data.transpose", "offset": "data.offset", "encoding": "data.encoding",
+    "n_measures": "data.n_measures", "batch_size": "data.batch_size",
+    "size": "model.size", "encoder": "model.encoder", "rpoe": "model.rpoe",
+    "harmony": "loss.harmony", "max_epochs": "train.max_epochs", "max_steps": "train.max_steps",
+    "seed": "train.seed", "devices": "train.devices", "accelerator": "train.accelerator",
+    "precision": "train.precision", "lr": "train.lr",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
+    parser.add_argument("--config", help="a config.json to start from (e.g. another run's)")
+    parser.add_argument("--source", help="'bach' or a folder of MIDI files")
+    parser.add_argument("--size", choices=["small", "medium", "big"])
+    parser.add_argument("--encoder", choices=["rnn", "conv"])
+    parser.add_argument("--encoding", choices=["mono", "poly"])
+    parser.add_argument("--rpoe", action=argparse.BooleanOptionalAction, default=None, help="recurrent PoE")
+    parser.add_argument("--scale-rhythm", action=argparse.BooleanOptionalAction, default=None,
+                        help="scale and rhythm losses together")
+    parser.add_argument("--harmony", action=argparse.BooleanOptionalAction, default=None, help="harmony loss")
+    parser.add_argument("--transpose", action=argparse.BooleanOptionalAction, default=None,
+                        help="transpose pieces to C major / A minor")
+    parser.add_argument("--offset", type=int, choices=[1, 2], help="predict measure t+1 or t+2 (band player)")
+    parser.add_argument("--n-measures", type=int, help="input window length in measures")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--max-epochs", type=int)
+    parser.add_argument("--max-steps", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--devices", type=int, help="N > 1 trains with DDP over N processes/GPUs")
+    parser.add_argument("--accelerator", help="auto, cpu, gpu, …")
+    parser.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
+    parser.add_argument("--no-wandb", action="store_true", help="only the local CSV log, no Weights & Biases")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args, extra: list[str]) -> Config:
+    from rmvae.errors import UserError
+
+    config = Config()
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"config file '{path}' does not exist")
+        config = Config.from_dict(json.loads(path.read_text()))
+    overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
+    if args.scale_rhythm is not None:
+        overrides["loss.scale"] = overrides["loss.rhythm"] = args.scale_rhythm
+    if args.no_wandb:
+        overrides["train.wandb"] = False
+    dotted = []
+    items = iter(extra)
+    for item in items:
+        if not item.startswith("--") or "." not in item:
+            raise UserError(f"unrecognised argument {item!r}; use named flags (see --help) or --section.key=value")
+        item = item[2:]
+        if "=" not in item:
+            value = next(items, None)
+            if value is None:
+                raise UserError(f"--{item} needs a value")
+            item = f"{item}={value}"
+        dotted.append(item)
+    config = apply_overrides(config, overrides)
+    return apply_overrides(config, dotted)
+
+
+def run(args) -> int:
+    from rmvae.train import TrainingDiverged, train
+    from rmvae.errors import UserError
+    from rmvae.data.corpus import NoUsableFilesError
+
+    config = config_from_args(args, getattr(args, "extra", []))
+    try:
+        result = train(config, args.out, progress_bar=not args.no_progress)
+    except TrainingDiverged as error:
+        raise UserError(str(error)) from None
+    except NoUsableFilesError as error:
+        raise UserError(str(error)) from None
+    print(json.dumps(result))
+    return 0

@@ -1,0 +1,111 @@
+"""Per-voice measure decoders: a latent ``(N, Z)`` → one voice's measure as logits (SPEC §2.6).
+
+Both decoders mirror their encoders and end in the heads of the encoding:
+
+- mono: ``to_pitch`` → pitch+rest logits ``(N, S, P+1)`` (softmax) and ``to_hold`` →
+  note_continue logit ``(N, S)`` (sigmoid); the thesis's fix for the silent-output collapse.
+- poly: ``to_activation`` → activation logits ``(N, S, P)`` (sigmoid) and ``to_duration`` →
+  duration in sixteenths ``(N, S, P)`` (ReLU).
+
+Heads return logits, never probabilities.
+"""
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+
+from rmvae.config import STEPS_PER_MEASURE, ModelConfig
+from rmvae.model.encoders import CONV_STRIDES, BiLSTMStack, conv_channels, conv_grid, fc_stack, relu_linear
+
+ENCODINGS = ("mono", "poly")
+
+
+def n_features(encoding: str, n_pitches: int) -> int:
+    """Per-step input features: P+2 one-hot classes (mono) or P×(activation, duration) (poly)."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"encoding={encoding!r} is not valid; choose one of {ENCODINGS}")
+    return n_pitches + 2 if encoding == "mono" else 2 * n_pitches
+
+
+class _Heads(nn.Module):
+    """Output heads shared by both decoders (named after what they predict)."""
+
+    def _build_heads(self, in_features: int, encoding: str, n_pitches: int) -> None:
+        n_features(encoding, n_pitches)  # validates the encoding
+        self.encoding = encoding
+        if encoding == "mono":
+            self.to_pitch = nn.Linear(in_features, n_pitches + 1)  # pitches + rest
+            self.to_hold = nn.Linear(in_features, 1)  # note_continue
+        else:
+            self.to_activation = nn.Linear(in_features, n_pitches)
+            self.to_duration = nn.Linear(in_features, n_pitches)
+
+    def _apply_heads(self, frames: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, S, H)`` → mono ``(pitch (N, S, P+1), hold (N, S))`` or poly ``(activation, duration)``."""
+        if self.encoding == "mono":
+            return self.to_pitch(frames), self.to_hold(frames).squeeze(-1)
+        return self.to_activation(frames), torch.relu(self.to_duration(frames))
+
+
+class VoiceDecoder(_Heads):
+    """RNN decoder: z → FC (reversed measure FC) → 16 frames (layer-normed) → bidirectional LSTM → per-frame FC → heads."""
+
+    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int):
+        super().__init__()
+        layers = config.layers()
+        measure_widths = tuple(reversed(layers["measure_fc"]))
+        frame_widths = tuple(reversed(layers["frame_fc"]))
+        self.frame_size = frame_widths[0]
+        self.measure_fc = fc_stack(config.z_dim, measure_widths, config.dropout_fc)
+        self.to_frames = nn.Linear(measure_widths[-1], STEPS_PER_MEASURE * self.frame_size)
+        # Normalised frames keep the LSTM's gates out of saturation whatever the latent's scale
+        # (before β rises nothing pins z to N(0, I)); without it training stalls.
+        self.frame_norm = nn.LayerNorm(self.frame_size)
+        self.note_lstm = BiLSTMStack(self.frame_size, tuple(reversed(layers["note_lstm"])), config.dropout_rnn)
+        self.frame_fc = fc_stack(self.note_lstm.out_features, frame_widths, config.dropout_fc)
+        self._build_heads(frame_widths[-1], encoding, n_pitches)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, Z)`` → the two head outputs (see the module docstring)."""
+        h = self.to_frames(self.measure_fc(z))
+        frames = self.frame_norm(rearrange(h, "n (s h) -> n s h", s=STEPS_PER_MEASURE))  # (N, S, frame)
+        frames, _ = self.note_lstm(frames)  # (N, S, 2H)
+        return self._apply_heads(self.frame_fc(frames))
+
+
+class ConvVoiceDecoder(_Heads):
+    """Conv decoder: z → FC → transposed 5×5 convolutions back to a (16, F') image → per-frame FC → heads."""
+
+    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int):
+        super().__init__()
+        layers = config.layers()
+        measure_widths = tuple(reversed(layers["measure_fc"]))
+        frame_widths = tuple(reversed(layers["frame_fc"]))
+        channels = tuple(reversed(conv_channels(config))) + (1,)
+        self.grid = conv_grid(n_features(encoding, n_pitches))  # (4, ⌈F/8⌉)
+        self.measure_fc = fc_stack(config.z_dim, measure_widths, config.dropout_fc)
+        self.to_grid = nn.Sequential(relu_linear(measure_widths[-1], channels[0] * self.grid[0] * self.grid[1]),
+                                     nn.ReLU())
+        deconvs: list[nn.Module] = []
+        strides = tuple(reversed(CONV_STRIDES))
+        for i, stride in enumerate(strides):
+            # output_padding makes each layer exactly undo a stride-2 convolution: size × stride.
+            padding_out = tuple(s - 1 for s in stride)
+            deconvs.append(nn.ConvTranspose2d(channels[i], channels[i + 1], 5, stride=stride, padding=2,
+                                              output_padding=padding_out))
+            if i < len(strides) - 1:
+                deconvs += [nn.ReLU(), nn.Dropout(config.dropout_rnn)]
+        self.deconvs = nn.Sequential(*deconvs)
+        out_features = self.grid[1]
+        for _, feature_stride in CONV_STRIDES:
+            out_features *= feature_stride  # F' = 8·⌈F/8⌉ ≥ F
+        self.frame_fc = fc_stack(out_features, frame_widths, config.dropout_fc)
+        self._build_heads(frame_widths[-1], encoding, n_pitches)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, Z)`` → the two head outputs (see the module docstring)."""
+        h = self.to_grid(self.measure_fc(z))
+        h = rearrange(h, "n (c s f) -> n c s f", s=self.grid[0], f=self.grid[1])
+        image = self.deconvs(h)  # (N, 1, 16, F')
+        return self._apply_heads(self.frame_fc(rearrange(image, "n 1 s f -> n s f")))

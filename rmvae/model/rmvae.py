@@ -1,0 +1,285 @@
+"""The Recurrent Multimodal VAE: per-voice experts, (recurrent) PoE, temporal LSTM, per-voice decoders (SPEC §2).
+
+Callers pass tokens ``(B, T, V, S)`` (mono) or arrays ``(B, T, V, S, P, 2)`` (poly); the
+model makes the features itself (:meth:`RMVAE.features`). Shapes follow the legend in
+:mod:`rmvae.model`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rmvae.config import STEPS_PER_MEASURE, ModelConfig
+from rmvae.model.decoders import ConvVoiceDecoder, VoiceDecoder, n_features
+from rmvae.model.encoders import ConvVoiceEncoder, VoiceEncoder
+from rmvae.model.poe import product_of_experts, recurrent_posteriors
+
+
+@dataclass
+class Decoded:
+    """Decoder outputs for every voice; the fields of the other encoding are None.
+
+    mono: ``pitch_logits (..., V, S, P+1)``, ``hold_logits (..., V, S)``;
+    poly: ``activation_logits (..., V, S, P)``, ``duration (..., V, S, P)`` (≥ 0, sixteenths).
+    """
+
+    pitch_logits: Tensor | None = None
+    hold_logits: Tensor | None = None
+    activation_logits: Tensor | None = None
+    duration: Tensor | None = None
+
+
+@dataclass
+class RMVAEOutput:
+    """Everything one forward pass computes; the objective picks its terms from here."""
+
+    expert_mu: Tensor  # (B, T, V, Z) per-voice experts of the input measures
+    expert_logvar: Tensor
+    post_mu: Tensor  # (B, T, Z) PoE (or RPoE) posterior of every input measure
+    post_logvar: Tensor
+    z: Tensor  # (B, T, Z) sampled (or mean) input latents
+    prior_mu: Tensor  # (B, Z) temporal model's Gaussian for the target measure
+    prior_logvar: Tensor
+    target_mu: Tensor  # (B, Z) target posterior: prior ⊗ known target voices
+    target_logvar: Tensor
+    target_z: Tensor  # (B, Z)
+    recon: Decoded | None  # over (B, T, ...): each input measure from its own z_t (None if not asked)
+    prediction: Decoded  # over (B, ...): the target measure from target_z
+    target_expert_mu: Tensor | None = None  # (B, V, Z) experts of the target measure, if it was given
+    target_expert_logvar: Tensor | None = None
+
+
+def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
+    """z = μ + σ·ε with ε ~ N(0, I) (Kingma & Welling 2014)."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+class RMVAE(nn.Module):
+    """Recurrent Multimodal VAE over V voices (modalities) and T measures.
+
+    Args:
+        config: architecture (size preset, encoder kind, z_dim, RPoE, dropout).
+        n_voices: V, one encoder and one decoder each (weights not shared).
+        n_pitches: P, the shared pitch range.
+        encoding: "mono" (tokens, C = P+2 classes) or "poly" (activation + duration).
+    """
+
+    def __init__(self, config: ModelConfig, n_voices: int, n_pitches: int, encoding: str):
+        super().__init__()
+        if n_voices < 1 or n_pitches < 1:
+            raise ValueError(f"need n_voices ≥ 1 and n_pitches ≥ 1; got {n_voices}, {n_pitches}")
+        self.config = config
+        self.n_voices = n_voices
+        self.n_pitches = n_pitches
+        self.encoding = encoding
+        self.n_features = n_features(encoding, n_pitches)  # validates the encoding
+        encoder_cls, decoder_cls = ((VoiceEncoder, VoiceDecoder) if config.encoder == "rnn"
+                                    else (ConvVoiceEncoder, ConvVoiceDecoder))
+        self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
+        self.decoders = nn.ModuleList(decoder_cls(config, encoding, n_pitches) for _ in range(n_voices))
+        layers = config.layers()
+        width, n_layers = layers["temporal_width"], layers["temporal_layers"]
+        # Per measure the temporal LSTM reads z_t (zeroed where no voice is present) and the voice mask.
+        self.temporal = nn.LSTM(config.z_dim + n_voices, width, num_layers=n_layers, batch_first=True,
+                                dropout=config.dropout_rnn if n_layers > 1 else 0.0)
+        self.to_prior_mu = nn.Linear(width, config.z_dim)
+        self.to_prior_logvar = nn.Linear(width, config.z_dim)
+
+    def n_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # --- features ---------------------------------------------------------------------------
+
+    def features(self, x: Tensor) -> Tensor:
+        """Tokens ``(..., S)`` int → one-hot ``(..., S, P+2)``; poly ``(..., S, P, 2)`` → ``(..., S, 2P)``."""
+        if self.encoding == "mono":
+            return F.one_hot(x.long(), self.n_features).float()
+        if x.shape[-2:] != (self.n_pitches, 2):
+            raise ValueError(f"poly input must end in (P, 2) = ({self.n_pitches}, 2); got {tuple(x.shape)}")
+        return rearrange(x.float(), "... s p k -> ... s (p k)")
+
+    # --- encoder side -----------------------------------------------------------------------
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Features ``(B, T, V, S, F)`` → experts ``(mu, logvar)``, each ``(B, T, V, Z)``.
+
+        All B·T measures of a voice go through that voice's encoder in one call.
+        """
+        batch, measures, voices, steps, features = x.shape
+        if voices != self.n_voices or steps != STEPS_PER_MEASURE or features != self.n_features:
+            raise ValueError(f"features must be (B, T, {self.n_voices}, {STEPS_PER_MEASURE}, {self.n_features}); "
+                             f"got {tuple(x.shape)}")
+        flat = rearrange(x, "b t v s f -> v (b t) s f")
+        experts = [encoder(flat[v]) for v, encoder in enumerate(self.encoders)]
+        mu = rearrange(torch.stack([e[0] for e in experts]), "v (b t) z -> b t v z", b=batch)
+        logvar = rearrange(torch.stack([e[1] for e in experts]), "v (b t) z -> b t v z", b=batch)
+        return mu, logvar
+
+    def encode_measure(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """One new measure's features ``(B, V, S, F)`` → experts ``(B, V, Z)`` (cacheable by callers)."""
+        mu, logvar = self.encode(x.unsqueeze(1))
+        return mu.squeeze(1), logvar.squeeze(1)
+
+    def posteriors(self, mu: Tensor, logvar: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Experts ``(B, T, V, Z)`` and mask ``(B, T, V)`` → posterior per measure ``(B, T, Z)``.
+
+        RPoE on: the previous posterior is the prior of the next measure (optionally with N(0, I)
+        re-added, the thesis behaviour); off: an independent PoE with N(0, I) per measure.
+        """
+        if self.config.rpoe:
+            return recurrent_posteriors(mu, logvar, mask, readd_prior=self.config.rpoe_readd_prior)
+        return product_of_experts(mu, logvar, mask)
+
+    # --- temporal model ---------------------------------------------------------------------
+
+    def predict(self, z: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents ``(B, T, Z)`` and mask ``(B, T, V)`` → the target measure's Gaussian ``(B, Z)`` each."""
+        mask = mask.float()
+        present = mask.amax(dim=-1, keepdim=True)  # (B, T, 1): left-padded empty measures carry no noise
+        h, _ = self.temporal(torch.cat([z * present, mask], dim=-1))  # (B, T, width)
+        last = h[:, -1]
+        return self.to_prior_mu(last), self.to_prior_logvar(last)
+
+    def predict_from_experts(self, mu: Tensor, logvar: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Cached experts ``(B, T, V, Z)`` → predicted Gaussian ``(B, Z)`` (posterior means, no sampling).
+
+        Equals ``forward(..., sample=False)``'s ``prior_mu``/``prior_logvar``; the band player keeps
+        the per-measure experts from :meth:`encode_measure` and only encodes the newest measure.
+        """
+        post_mu, _ = self.posteriors(mu, logvar, mask)
+        return self.predict(post_mu, mask)
+
+    # --- decoder side -----------------------------------------------------------------------
+
+    def decode(self, z: Tensor) -> Decoded:
+        """Latents ``(..., Z)`` → every voice's logits, ``(..., V, S, ...)``."""
+        lead = z.shape[:-1]
+        flat = z.reshape(-1, z.shape[-1])
+        outputs = [decoder(flat) for decoder in self.decoders]
+        first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
+        second = torch.stack([o[1] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][1].shape[1:])
+        if self.encoding == "mono":
+            return Decoded(pitch_logits=first, hold_logits=second)
+        return Decoded(activation_logits=first, duration=second)
+
+    # --- full pass --------------------------------------------------------------------------
+
+    def forward(self, inputs: Tensor, input_mask: Tensor, target: Tensor | None = None,
+                target_mask: Tensor | None = None, sample: bool = True, reconstruct: bool = True) -> RMVAEOutput:
+        """Encode a window, predict the next measure's latent, decode both.
+
+        Args:
+            inputs: tokens ``(B, T, V, S)`` (mono) or ``(B, T, V, S, P, 2)`` (poly).
+            input_mask: ``(B, T, V)``, 1 = voice present.
+            target: the target measure ``(B, V, S)`` / ``(B, V, S, P, 2)``; only its known voices are used.
+            target_mask: ``(B, V)``, the target voices that are known (conditioning for fill,
+                harmonize, inpaint); None or all zero = pure prediction.
+            sample: reparameterised samples (training) or posterior means.
+            reconstruct: also decode every input measure from its own z_t (``recon``).
+        """
+        batch, measures, voices = input_mask.shape
+        x = self.features(inputs)
+        if x.shape[:3] != (batch, measures, voices):
+            raise ValueError(f"inputs {tuple(inputs.shape)} do not match input_mask {tuple(input_mask.shape)}")
+        conditioned = target is not None and target_mask is not None and bool((target_mask != 0).any())
+        if conditioned:
+            target_x = self.features(target)
+            if target_x.shape[:2] != (batch, voices) or target_mask.shape != (batch, voices):
+                raise ValueError(f"target {tuple(target.shape)} / target_mask {tuple(target_mask.shape)} "
+                                 f"do not match (B, V) = ({batch}, {voices})")
+            x = torch.cat([x, target_x.unsqueeze(1)], dim=1)  # encode the target in the same call
+        mu, logvar = self.encode(x)
+        target_mu = target_logvar = None
+        if conditioned:
+            mu, target_mu = mu[:, :measures], mu[:, measures]
+            logvar, target_logvar = logvar[:, :measures], logvar[:, measures]
+        return self.from_experts(mu, logvar, input_mask, target_mu, target_logvar,
+                                 target_mask if conditioned else None, sample=sample, reconstruct=reconstruct)
+
+    def from_experts(self, mu: Tensor, logvar: Tensor, input_mask: Tensor, target_expert_mu: Tensor | None = None,
+                     target_expert_logvar: Tensor | None = None, target_mask: Tensor | None = None,
+                     sample: bool = True, reconstruct: bool = True) -> RMVAEOutput:
+        """The part of :meth:`forward` after the encoders, so the sub-sampled ELBO can encode once
+        and run several voice subsets (masks) through it.
+
+        Args:
+            mu, logvar: input experts ``(B, T, V, Z)``.
+            input_mask: ``(B, T, V)``.
+            target_expert_mu, target_expert_logvar: target-measure experts ``(B, V, Z)`` or None.
+            target_mask: ``(B, V)`` known target voices, or None.
+        """
+        batch, measures, _ = input_mask.shape
+        post_mu, post_logvar = self.posteriors(mu, logvar, input_mask)
+        z = reparameterise(post_mu, post_logvar) if sample else post_mu  # (B, T, Z)
+        prior_mu, prior_logvar = self.predict(z, input_mask)  # (B, Z)
+        if target_expert_mu is not None and target_mask is not None:
+            # The predicted Gaussian is the prior expert of the target measure; known voices join it.
+            target_mu, target_logvar = product_of_experts(target_expert_mu, target_expert_logvar, target_mask,
+                                                          prior_mu=prior_mu, prior_logvar=prior_logvar)
+        else:
+            target_mu, target_logvar = prior_mu, prior_logvar
+        target_z = reparameterise(target_mu, target_logvar) if sample else target_mu  # (B, Z)
+
+        if reconstruct:  # one decoder call per voice for the input measures and the target together
+            decoded = self.decode(torch.cat([rearrange(z, "b t z -> (b t) z"), target_z]))
+            n_inputs = batch * measures
+            recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, measures, *value.shape[1:])
+                               for name, value in vars(decoded).items()})
+            prediction = Decoded(**{name: None if value is None else value[n_inputs:]
+                                    for name, value in vars(decoded).items()})
+        else:
+            recon, prediction = None, self.decode(target_z)
+        return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, post_mu=post_mu, post_logvar=post_logvar, z=z,
+                           prior_mu=prior_mu, prior_logvar=prior_logvar, target_mu=target_mu,
+                           target_logvar=target_logvar, target_z=target_z, recon=recon, prediction=prediction,
+                           target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar)
+
+    # --- output heads → symbols -------------------------------------------------------------
+
+    @torch.no_grad()
+    def decode_tokens(self, decoded: Decoded, temperature: float = 0.0, top_k: int | None = None,
+                      generator: torch.Generator | None = None) -> Tensor:
+        """Turn head outputs into symbols.
+
+        mono: greedy (``temperature == 0``): note_continue where sigmoid(hold) ≥ 0.5, else the
+        argmax of pitches+rest (SPEC §1). With ``temperature > 0`` the hold is a Bernoulli sample
+        of sigmoid(hold_logit / temperature) and the pitch a sample of softmax(logits / temperature)
+        over the ``top_k`` most likely classes. A hold right after a rest is a rest. Returns
+        tokens ``(..., V, S)`` int64. A hold at step 0 continues the previous measure's last note.
+
+        poly: a note wherever sigmoid(activation) ≥ 0.5 (or a Bernoulli sample at
+        ``temperature > 0``), its duration rounded to ≥ 1 sixteenth; returns ``(..., V, S, P, 2)`` float.
+        """
+        if temperature < 0:
+            raise ValueError(f"temperature must be ≥ 0; got {temperature}")
+        if self.encoding == "poly":
+            if temperature == 0:
+                active = decoded.activation_logits >= 0  # sigmoid ≥ 0.5
+            else:
+                probs = torch.sigmoid(decoded.activation_logits / temperature)
+                active = torch.bernoulli(probs, generator=generator).bool()
+            duration = torch.where(active, decoded.duration.round().clamp(min=1), torch.zeros_like(decoded.duration))
+            return torch.stack([active.float(), duration], dim=-1)
+
+        pitch_logits, hold_logits = decoded.pitch_logits, decoded.hold_logits
+        rest, hold = self.n_pitches, self.n_pitches + 1
+        if temperature == 0:
+            is_hold = hold_logits >= 0
+            pitch = pitch_logits.argmax(dim=-1)
+        else:
+            is_hold = torch.bernoulli(torch.sigmoid(hold_logits / temperature), generator=generator).bool()
+            logits = pitch_logits / temperature
+            if top_k is not None and top_k < logits.shape[-1]:
+                kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
+            pitch = torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
+        tokens = torch.where(is_hold, torch.full_like(pitch, hold), pitch)
+        for step in range(1, tokens.shape[-1]):  # a hold after a rest holds nothing: rest
+            after_rest = (tokens[..., step] == hold) & (tokens[..., step - 1] == rest)
+            tokens[..., step] = torch.where(after_rest, rest, tokens[..., step])
+        return tokens

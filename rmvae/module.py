@@ -1,0 +1,234 @@
+"""The LightningModule: sub-sampled ELBO of the RMVAE, its metrics and its optimiser (SPEC §3–4).
+
+One ``model_step`` serves train, validation and test. The window and the target measure are
+encoded once; every ELBO term (the full set of voices, each voice alone, ``k`` random subsets)
+then reruns only the (R)PoE, the temporal model and the decoders under its own voice mask
+(MVAE, Wu & Goodman 2018, sub-sampled training). In a subset term the subset's voices are also
+*known* in the target measure, so the model learns to fill and harmonize from them (SPEC §2.5);
+the full-set term predicts the target from the past alone, which is the completion task and the
+one whose reconstruction NLL (``val/recon_nll``) selects checkpoints and compares arms.
+"""
+from __future__ import annotations
+
+import itertools
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from rmvae import losses
+from rmvae.config import Config
+from rmvae.data.encoding import PitchRange
+from rmvae.metrics import token_accuracy
+from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last finite terms."""
+
+
+def voice_subsets(n_voices: int) -> list[tuple[int, ...]]:
+    """Proper subsets with at least two voices: the pool the k random ELBO terms are drawn from."""
+    return [s for size in range(2, n_voices) for s in itertools.combinations(range(n_voices), size)]
+
+
+class RMVAEModule(L.LightningModule):
+    """Trains an :class:`~rmvae.model.rmvae.RMVAE`; a checkpoint alone rebuilds it.
+
+    Args:
+        config: ``Config.to_dict()`` (plain types, so checkpoints load with ``weights_only=True``).
+        encoding_info: ``{"encoding", "low", "high", "n_voices"}`` of the data it was trained on.
+    """
+
+    def __init__(self, config: dict, encoding_info: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.config = Config.from_dict(config)
+        self.pitch_range = PitchRange(encoding_info["low"], encoding_info["high"])
+        self.n_voices = encoding_info["n_voices"]
+        self.encoding = encoding_info["encoding"]
+        self.model = RMVAE(self.config.model, self.n_voices, self.pitch_range.n_pitches, self.encoding)
+        self._last_finite: dict[str, float] = {}
+
+    # --- the objective ------------------------------------------------------------------------
+
+    def elbo_masks(self, batch_size: int, device) -> list[tuple[str, Tensor]]:
+        """(name, voice mask (V,)) per ELBO term: full set, each voice alone, k random subsets."""
+        voices = self.n_voices
+        terms = [("full", torch.ones(voices, dtype=torch.bool, device=device))]
+        if voices > 1:
+            for v in range(voices):
+                mask = torch.zeros(voices, dtype=torch.bool, device=device)
+                mask[v] = True
+                terms.append((f"voice{v}", mask))
+            pool = voice_subsets(voices)
+            if pool and self.config.loss.n_subsets:
+                # torch's global RNG: seeded by seed_everything, so runs stay reproducible.
+                picks = torch.randint(len(pool), (self.config.loss.n_subsets,)).tolist()
+                for i in picks:
+                    mask = torch.zeros(voices, dtype=torch.bool, device=device)
+                    mask[list(pool[i])] = True
+                    terms.append(("subset", mask))
+        return terms
+
+    def reconstruction(self, decoded: Decoded, truth: Tensor, voice_mask: Tensor) -> Tensor:
+        if self.encoding == "mono":
+            return losses.mono_recon(decoded.pitch_logits, decoded.hold_logits, truth, voice_mask)
+        return losses.poly_recon(decoded.activation_logits, decoded.duration, truth, voice_mask)
+
+    def music_terms(self, decoded: Decoded, truth: Tensor, truth_mask: Tensor) -> dict[str, Tensor]:
+        """Scale, rhythm and harmony terms of a predicted measure, per sample ``(B,)``."""
+        if self.encoding == "mono":
+            sounding = losses.sounding_distribution(decoded.pitch_logits, decoded.hold_logits)
+            pc = losses.pitch_class_mass(sounding, self.pitch_range.low)  # (B, V, S, 12)
+            rhythm = losses.rhythm_loss(decoded.pitch_logits, decoded.hold_logits, truth, truth_mask)
+        else:
+            pc = losses.poly_pitch_class_mass(decoded.activation_logits, self.pitch_range.low)
+            rhythm = losses.poly_rhythm_loss(decoded.activation_logits, truth, truth_mask)
+        harmony = losses.harmony_terms(pc)  # (B, 3)
+        return {"scale": losses.scale_loss(pc, truth, truth_mask, self.pitch_range.low, self.pitch_range.n_pitches),
+                "rhythm": rhythm, "harmony_semitone": harmony[:, 0], "harmony_tone": harmony[:, 1],
+                "harmony_tritone": harmony[:, 2], "harmony": losses.harmony_value(pc)}
+
+    def beta(self) -> float:
+        if not self.training:
+            return 1.0
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        return losses.kl_weight(self.global_step, total, self.config.loss.kl_start, self.config.loss.kl_end)
+
+    def model_step(self, batch: dict, stage: str) -> tuple[Tensor, dict[str, Tensor], RMVAEOutput]:
+        inputs, input_mask = batch["inputs"], batch["input_mask"].bool()  # (B, T, V, S[, P, 2]), (B, T, V)
+        target, target_mask = batch["target"], batch["target_mask"].bool()  # (B, V, S[, P, 2]), (B, V)
+        batch_size, measures, _ = input_mask.shape
+        sample = self.training
+        # Encode the window and the target measure once; each term only changes masks.
+        features = self.model.features(torch.cat([inputs, target.unsqueeze(1)], dim=1))
+        mu, logvar = self.model.encode(features)  # (B, T+1, V, Z)
+        input_mu, input_logvar = mu[:, :measures], logvar[:, :measures]
+        target_mu, target_logvar = mu[:, measures], logvar[:, measures]
+        beta = self.beta()
+        cfg = self.config.loss
+        logs: dict[str, Tensor] = {}
+        total = torch.zeros((), device=self.device)
+        full_output = None
+        for name, voices in self.elbo_masks(batch_size, inputs.device):
+            term_mask = input_mask & voices  # (B, T, V)
+            known = (target_mask & voices) if name != "full" else torch.zeros_like(target_mask)
+            # Input measures are reconstructed in the full-set term only: decoding all T measures
+            # once per subset would multiply the decoder cost by the number of terms.
+            reconstruct = cfg.recon_inputs and name == "full"
+            output = self.model.from_experts(input_mu, input_logvar, term_mask, target_mu, target_logvar,
+                                             known, sample=sample, reconstruct=reconstruct)
+            recon_target = self.reconstruction(output.prediction, target, target_mask)  # all voices: fill them
+            present = term_mask.any(dim=-1).float()  # (B, T): measures with a voice of this subset
+            kl = (losses.kl_divergence(output.post_mu, output.post_logvar) * present).sum(dim=1)
+            kl = kl + losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
+            term = recon_target + beta * kl
+            if reconstruct:
+                recon_inputs = self.reconstruction(output.recon, inputs, term_mask)
+                term = term + cfg.recon_inputs_weight * recon_inputs
+                logs["recon_inputs"] = recon_inputs.mean()
+            total = total + term.mean()
+            logs["recon"] = logs.get("recon", 0) + recon_target.mean()
+            logs["kl"] = logs.get("kl", 0) + kl.mean()
+            if name == "full":
+                full_output = output
+                logs["recon_nll"] = recon_target.mean()
+        # Music losses on the completion (full-set) prediction; logged even when their weight is 0.
+        truth = torch.cat([inputs, target.unsqueeze(1)], dim=1)
+        truth_mask = torch.cat([input_mask, target_mask.unsqueeze(1)], dim=1)
+        music = {k: v.mean() for k, v in self.music_terms(full_output.prediction, truth, truth_mask).items()}
+        if cfg.scale:
+            total = total + cfg.scale_weight * music["scale"]
+        if cfg.rhythm:
+            total = total + cfg.rhythm_weight * music["rhythm"]
+        if cfg.harmony:
+            for weight, key in zip(cfg.harmony_weights, ("harmony_semitone", "harmony_tone", "harmony_tritone")):
+                total = total + weight * music[key]
+        logs.update(music)
+        logs["loss"] = total
+        logs["beta"] = torch.tensor(beta)
+        return total, logs, full_output
+
+    # --- metrics --------------------------------------------------------------------------
+
+    def accuracy_logs(self, output: RMVAEOutput, batch: dict, prefix: str = "acc") -> dict[str, Tensor]:
+        """Accuracy of the greedy decoding of the target measure: all, onsets only, pitches only, per voice."""
+        predicted = self.model.decode_tokens(output.prediction)
+        if self.encoding == "poly":
+            truth_active = batch["target"][..., 0] >= 0.5  # (B, V, S, P)
+            hits = (predicted[..., 0].bool() == truth_active).all(dim=-1).float()  # (B, V, S)
+            return {prefix: hits.mean(), **{f"{prefix}_voice{v}": hits[:, v].mean() for v in range(self.n_voices)}}
+        scores = token_accuracy(predicted, batch["target"], self.pitch_range)
+        renamed = {"all": prefix, "onsets": f"{prefix}_onsets", "pitches": f"{prefix}_pitches"}
+        return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.tensor(v) for k, v in scores.items()}
+
+    def baseline_logs(self, batch: dict) -> dict[str, Tensor]:
+        """Trivial baselines on the same targets: always hold; repeat the last input measure."""
+        if self.encoding == "poly":
+            return {}
+        truth = batch["target"]
+        hold = torch.full_like(truth, self.pitch_range.hold)
+        last = batch["inputs"][:, -1]
+        return {"baseline_hold_acc": (hold == truth).float().mean(), "baseline_repeat_acc": (last == truth).float().mean()}
+
+    def fill_logs(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+        """Accuracy of filling one voice (cycled over batches) from the others, known in the target too."""
+        voice = batch_idx % self.n_voices
+        keep = torch.ones(self.n_voices, dtype=torch.bool, device=self.device)
+        keep[voice] = False
+        output = self.model(batch["inputs"], batch["input_mask"].bool() & keep, batch["target"],
+                            batch["target_mask"].bool() & keep, sample=False, reconstruct=False)
+        predicted = self.model.decode_tokens(output.prediction)
+        if self.encoding == "poly":
+            hits = (predicted[:, voice, ..., 0].bool() == (batch["target"][:, voice, ..., 0] >= 0.5)).all(-1)
+        else:
+            hits = predicted[:, voice] == batch["target"][:, voice]
+        return {"acc_fill": hits.float().mean()}
+
+    # --- Lightning hooks ----------------------------------------------------------------------
+
+    def _log_all(self, stage: str, logs: dict[str, Tensor], batch_size: int) -> None:
+        on_step = stage == "train"
+        for key, value in logs.items():
+            value = value if isinstance(value, Tensor) else torch.tensor(float(value))
+            if torch.isnan(value):
+                continue
+            self.log(f"{stage}/{key}", value.detach().float(), on_step=on_step, on_epoch=True,
+                     prog_bar=key in {"loss", "acc"}, batch_size=batch_size, sync_dist=not on_step)
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        loss, logs, output = self.model_step(batch, "train")
+        if not torch.isfinite(loss):
+            terms = ", ".join(f"{k}={v:.4g}" for k, v in self._last_finite.items())
+            raise TrainingDiverged(f"loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                                   f"last finite terms: {terms or 'none (first step)'}. Lower train.lr, "
+                                   f"raise train.grad_clip or check the data.")
+        self._last_finite = {k: float(v.detach()) for k, v in logs.items() if isinstance(v, Tensor) and v.numel() == 1}
+        logs.update(self.accuracy_logs(output, batch))
+        self._log_all("train", logs, batch["inputs"].shape[0])
+        return loss
+
+    def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
+        _, logs, output = self.model_step(batch, stage)
+        logs.update(self.accuracy_logs(output, batch))
+        logs.update(self.baseline_logs(batch))
+        logs.update(self.fill_logs(batch, batch_idx))
+        self._log_all(stage, logs, batch["inputs"].shape[0])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, batch_idx, "test")
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.config.train.lr)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=self.config.train.lr_decay)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def load_module(checkpoint, map_location="cpu") -> RMVAEModule:
+    """Rebuild a trained module from its checkpoint alone (``weights_only`` loading)."""
+    return RMVAEModule.load_from_checkpoint(checkpoint, map_location=map_location, weights_only=True)
+

@@ -1,0 +1,138 @@
+"""Train one RMVAE run from a :class:`~rmvae.config.Config` into a run folder.
+
+The run folder holds ``config.json``, ``metrics.csv`` (Lightning's CSVLogger, always on),
+``checkpoints/best.ckpt`` (lowest ``val/recon_nll``: the completion NLL, comparable across
+ablation arms, unlike the total loss) and ``checkpoints/last.ckpt``. A folder that already has
+``last.ckpt`` resumes from it. Weights & Biases logs the same numbers (offline unless the user
+has logged in). The same code runs on CPU, one GPU, or DDP over ``train.devices`` processes.
+"""
+from __future__ import annotations
+
+import json
+import netrc
+import os
+import warnings
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from rmvae.config import Config
+from rmvae.data.datamodule import ChoraleDataModule
+from rmvae.module import RMVAEModule, TrainingDiverged
+
+__all__ = ["train", "TrainingDiverged", "wandb_mode"]
+
+MONITOR = "val/recon_nll"
+
+
+def wandb_mode() -> str:
+    """``online`` only when the user is logged in (or asked via WANDB_MODE); else ``offline``."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        if netrc.netrc().authenticators("api.wandb.ai"):
+            return "online"
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        pass
+    return "offline"
+
+
+def _loggers(config: Config, out_dir: Path) -> list:
+    loggers = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    if config.train.wandb:
+        run_id_file = out_dir / "wandb_id.txt"  # the same W&B run continues when the run resumes
+        run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
+        logger = WandbLogger(project=config.train.wandb_project, group=config.train.wandb_group,
+                             name=config.train.wandb_name, tags=list(config.train.wandb_tags),
+                             save_dir=str(out_dir), id=run_id, resume="allow" if run_id else None,
+                             mode=wandb_mode(), config=config.to_dict())
+        loggers.append(logger)
+    return loggers
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def build_trainer(config: Config, out_dir: Path, loggers: list, progress_bar: bool = True) -> L.Trainer:
+    train = config.train
+    checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="best", monitor=MONITOR,
+                                 mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    callbacks = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    strategy = "ddp" if train.devices > 1 else "auto"
+    return L.Trainer(max_epochs=train.max_epochs if train.max_steps <= 0 else -1, max_steps=train.max_steps,
+                     accelerator=train.accelerator, devices=train.devices, strategy=strategy,
+                     precision=train.precision, gradient_clip_val=train.grad_clip, logger=loggers,
+                     callbacks=callbacks, deterministic=train.deterministic,
+                     log_every_n_steps=train.log_every_n_steps, limit_val_batches=train.limit_val_batches,
+                     enable_progress_bar=progress_bar, enable_model_summary=False, default_root_dir=str(out_dir))
+
+
+def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_dir: str | Path | None = None) -> dict:
+    """Train (or resume) the run described by ``config`` in ``out_dir``.
+
+    Returns:
+        ``{"best_checkpoint", "last_checkpoint", "wandb_run_id", "steps"}``.
+
+    Raises:
+        TrainingDiverged: the loss became NaN/inf; the message names the step and last finite terms.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config_json = out_dir / "config.json"
+    if not config_json.exists():
+        _atomic_write(config_json, config.to_json())
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
+    datamodule = ChoraleDataModule(config.data, cache_dir=cache_dir, progress=progress_bar)
+    datamodule.prepare_data()
+    datamodule.setup()
+    module = RMVAEModule(config.to_dict(), datamodule.encoding_info)
+    loggers = _loggers(config, out_dir)
+    trainer = build_trainer(config, out_dir, loggers, progress_bar=progress_bar)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    metrics_csv = out_dir / "metrics.csv"
+    earlier = pd.read_csv(metrics_csv) if last.exists() and metrics_csv.exists() else None
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None,
+                    weights_only=False)
+    finally:
+        if earlier is not None and trainer.is_global_zero:
+            _merge_metrics(earlier, metrics_csv)
+        run_id = None
+        for logger in loggers:
+            if isinstance(logger, WandbLogger):
+                run_id = logger.version
+                if trainer.is_global_zero and run_id:
+                    (out_dir / "wandb_id.txt").write_text(str(run_id))
+                import wandb
+
+                wandb.finish()  # close W&B even when training crashed
+    best = trainer.checkpoint_callback.best_model_path or str(last)
+    return {"best_checkpoint": best, "last_checkpoint": str(last), "wandb_run_id": run_id,
+            "steps": int(trainer.global_step), "parameters": module.model.n_parameters()}
+
+
+def _merge_metrics(earlier: pd.DataFrame, metrics_csv: Path) -> None:
+    """CSVLogger starts a fresh metrics.csv on resume: put the rows logged before the resume back."""
+    latest = pd.read_csv(metrics_csv) if metrics_csv.exists() else earlier.iloc[:0]
+    resumed_at = latest["step"].min() if len(latest) else float("inf")
+    merged = pd.concat([earlier[earlier["step"] < resumed_at], latest], ignore_index=True)
+    tmp = metrics_csv.with_name("metrics.csv.tmp")
+    merged.to_csv(tmp, index=False)
+    os.replace(tmp, metrics_csv)
+
+
+def torch_threads(n: int | None) -> None:
+    """Limit intra-op threads (parallel runs on a small machine must not oversubscribe cores)."""
+    if n:
+        torch.set_num_threads(n)
