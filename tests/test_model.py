@@ -1,0 +1,228 @@
+"""RMVAE shapes, posterior/prior equivalences, incremental API and an overfit check."""
+import itertools
+
+import pytest
+import torch
+
+from rmvae import losses
+from rmvae.config import STEPS_PER_MEASURE, ModelConfig
+from rmvae.model import RMVAE
+from rmvae.model.poe import product_of_experts
+
+S = STEPS_PER_MEASURE
+B, T, V, P = 2, 3, 4, 12
+SIZES = [("small", 1.0), ("medium", 0.25)]
+CASES = [(size, scale, encoder, encoding) for (size, scale), encoder, encoding
+         in itertools.product(SIZES, ("rnn", "conv"), ("mono", "poly"))]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: one thread avoids oversubscribing a shared CPU (several times faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_model(size="small", scale=1.0, encoder="rnn", encoding="mono", **overrides):
+    torch.manual_seed(0)
+    config = ModelConfig(size=size, width_scale=scale, encoder=encoder, z_dim=8, **overrides)
+    return RMVAE(config, n_voices=V, n_pitches=P, encoding=encoding)
+
+
+def random_inputs(encoding, batch=B, measures=T, generator=None):
+    """Inputs (B, T, V, S[, P, 2]) and a target measure (B, V, S[, P, 2])."""
+    shape = (batch, measures + 1, V, S)
+    if encoding == "mono":
+        x = torch.randint(0, P + 2, shape, generator=generator)
+    else:
+        x = torch.zeros(*shape, P, 2)
+        active = torch.rand(*shape, P, generator=generator) < 0.1
+        x[..., 0] = active.float()
+        x[..., 1] = active * torch.randint(1, 8, (*shape, P), generator=generator)
+    return x[:, :measures], x[:, measures]
+
+
+@pytest.mark.parametrize("size, scale, encoder, encoding", CASES)
+def test_forward_shapes(size, scale, encoder, encoding):
+    model = make_model(size, scale, encoder, encoding)
+    inputs, target = random_inputs(encoding)
+    mask = torch.ones(B, T, V)
+    target_mask = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0]])
+    out = model(inputs, mask, target, target_mask)
+    Z = model.config.z_dim
+    assert out.expert_mu.shape == out.expert_logvar.shape == (B, T, V, Z)
+    assert out.post_mu.shape == out.post_logvar.shape == out.z.shape == (B, T, Z)
+    for name in ("prior_mu", "prior_logvar", "target_mu", "target_logvar", "target_z"):
+        assert getattr(out, name).shape == (B, Z), name
+    if encoding == "mono":
+        assert out.recon.pitch_logits.shape == (B, T, V, S, P + 1)
+        assert out.recon.hold_logits.shape == (B, T, V, S)
+        assert out.prediction.pitch_logits.shape == (B, V, S, P + 1)
+        assert out.prediction.hold_logits.shape == (B, V, S)
+        assert out.prediction.activation_logits is None and out.prediction.duration is None
+        assert model.decode_tokens(out.prediction).shape == (B, V, S)
+    else:
+        assert out.recon.activation_logits.shape == out.recon.duration.shape == (B, T, V, S, P)
+        assert out.prediction.activation_logits.shape == out.prediction.duration.shape == (B, V, S, P)
+        assert (out.prediction.duration >= 0).all()
+        assert model.decode_tokens(out.prediction).shape == (B, V, S, P, 2)
+    # Sample 1 has no known target voice: its target posterior is the prediction.
+    assert torch.equal(out.target_mu[1], out.prior_mu[1]) and torch.equal(out.target_logvar[1], out.prior_logvar[1])
+    assert torch.all(out.target_logvar[0] < out.prior_logvar[0] + 1e-6)  # known voices add precision
+    loss = out.prediction.pitch_logits.sum() if encoding == "mono" else out.prediction.duration.sum()
+    loss.backward()  # gradients reach every voice's encoder through the target PoE
+    assert model.encoders[0].to_mu.weight.grad is not None
+
+
+@pytest.mark.parametrize("rpoe", [True, False])
+@pytest.mark.parametrize("encoder", ["rnn", "conv"])
+def test_left_padding_gives_prior(rpoe, encoder):
+    model = make_model(encoder=encoder, rpoe=rpoe).eval()
+    inputs, _ = random_inputs("mono", measures=5)
+    mask = torch.ones(B, 5, V)
+    mask[:, :2] = 0  # two empty measures in front of the window
+    mask[1, 2] = 0
+    out = model(inputs, mask, sample=False)
+    assert torch.all(out.post_mu[:, :2] == 0) and torch.all(out.post_logvar[:, :2] == 0)
+    assert torch.all(out.post_mu[1, 2] == 0) and torch.all(out.post_logvar[1, 2] == 0)
+    assert not torch.all(out.post_mu[:, 3] == 0)
+    # The empty measures carry nothing into the temporal model (z · present = 0), so their
+    # content does not matter.
+    scrambled, _ = random_inputs("mono", measures=5, generator=torch.Generator().manual_seed(5))
+    scrambled[:, 2:] = inputs[:, 2:]
+    scrambled[1, 2] = torch.randint(0, P + 2, (V, S))
+    again = model(scrambled, mask, sample=False)
+    assert torch.allclose(again.prior_mu, out.prior_mu, atol=1e-6)
+
+
+def test_empty_target_mask_equals_no_target():
+    model = make_model().eval()
+    inputs, target = random_inputs("mono")
+    mask = torch.ones(B, T, V)
+    plain = model(inputs, mask, sample=False)
+    zeros = model(inputs, mask, target, torch.zeros(B, V), sample=False)
+    assert torch.equal(plain.target_mu, zeros.target_mu) and torch.equal(plain.target_mu, plain.prior_mu)
+    known = model(inputs, mask, target, torch.ones(B, V), sample=False)
+    target_mu, target_logvar = model.encode_measure(model.features(target))
+    expected = product_of_experts(target_mu, target_logvar, torch.ones(B, V), known.prior_mu, known.prior_logvar)
+    assert torch.allclose(known.target_mu, expected[0], atol=1e-6)
+    assert torch.allclose(known.target_logvar, expected[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("encoding", ["mono", "poly"])
+def test_decode_tokens_greedy_is_deterministic(encoding):
+    model = make_model(encoding=encoding).eval()
+    inputs, _ = random_inputs(encoding)
+    out = model(inputs, torch.ones(B, T, V), sample=False)
+    first, second = model.decode_tokens(out.prediction), model.decode_tokens(out.prediction)
+    assert torch.equal(first, second)
+    assert torch.equal(first, model.decode_tokens(model(inputs, torch.ones(B, T, V), sample=False).prediction))
+    if encoding == "mono":
+        assert first.dtype == torch.int64 and first.min() >= 0 and first.max() <= P + 1
+    else:
+        assert set(first[..., 0].unique().tolist()) <= {0.0, 1.0}
+        assert torch.all((first[..., 1] >= 1) == (first[..., 0] == 1))
+
+
+def test_decode_tokens_rules():
+    model = make_model()
+    pitch_logits = torch.full((1, V, S, P + 1), -5.0)
+    hold_logits = torch.full((1, V, S), -5.0)
+    pitch_logits[..., 3] = 5.0  # pitch 3 everywhere...
+    pitch_logits[0, 0, 4, P] = 10.0  # ...but a rest at step 4 of voice 0
+    hold_logits[0, 0, 5:8] = 5.0  # holds after the rest → rests
+    hold_logits[0, 1, 1:4] = 5.0  # holds after a note stay holds
+    decoded = model.decode(torch.zeros(1, 8))
+    decoded.pitch_logits, decoded.hold_logits = pitch_logits, hold_logits
+    tokens = model.decode_tokens(decoded)
+    assert tokens[0, 0, :9].tolist() == [3, 3, 3, 3, P, P, P, P, 3]
+    assert tokens[0, 1, :5].tolist() == [3, P + 1, P + 1, P + 1, 3]
+    # top_k = 1 with a confident hold head samples what greedy decodes.
+    generator = torch.Generator().manual_seed(0)
+    hold_logits_sure = hold_logits.clone()
+    hold_logits_sure[hold_logits_sure < 0] = -50.0
+    hold_logits_sure[hold_logits_sure > 0] = 50.0
+    decoded.hold_logits = hold_logits_sure
+    sampled = model.decode_tokens(decoded, temperature=1.0, top_k=1, generator=generator)
+    assert torch.equal(sampled, tokens)
+
+
+@pytest.mark.parametrize("encoder, encoding, rpoe", [("rnn", "mono", True), ("conv", "poly", True),
+                                                     ("rnn", "mono", False)])
+def test_incremental_api_matches_forward(encoder, encoding, rpoe):
+    model = make_model(encoder=encoder, encoding=encoding, rpoe=rpoe).eval()
+    inputs, _ = random_inputs(encoding, measures=4)
+    mask = torch.ones(B, 4, V)
+    mask[0, 0] = 0
+    mask[1, :, 2] = 0
+    with torch.inference_mode():
+        out = model(inputs, mask, sample=False)
+        experts = [model.encode_measure(model.features(inputs[:, t])) for t in range(4)]  # one measure at a time
+        mu = torch.stack([e[0] for e in experts], dim=1)
+        logvar = torch.stack([e[1] for e in experts], dim=1)
+        prior_mu, prior_logvar = model.predict_from_experts(mu, logvar, mask)
+    assert torch.allclose(prior_mu, out.prior_mu, atol=1e-5)
+    assert torch.allclose(prior_logvar, out.prior_logvar, atol=1e-5)
+    assert torch.allclose(out.target_mu, prior_mu, atol=1e-5)
+
+
+def test_voices_do_not_share_weights():
+    model = make_model()
+    assert len(model.encoders) == len(model.decoders) == V
+    assert not torch.equal(model.encoders[0].to_mu.weight, model.encoders[1].to_mu.weight)
+    assert hasattr(model.decoders[0], "to_pitch") and hasattr(model.decoders[0], "to_hold")
+    assert hasattr(make_model(encoding="poly").decoders[0], "to_activation")
+
+
+def structured_windows(n_windows=8, measures=4, n_pitches=24, seed=0):
+    """Windows whose voices repeat a random one-measure motif (notes of 2, 4 or 8 steps);
+    some windows start with left-padded empty measures. The target is the motif again."""
+    generator = torch.Generator().manual_seed(seed)
+    rest, hold = n_pitches, n_pitches + 1
+    motifs = torch.full((n_windows, V, S), hold)
+    for w in range(n_windows):
+        for v in range(V):
+            step = 0
+            while step < S:
+                length = [2, 4, 8][int(torch.randint(0, 3, (1,), generator=generator))]
+                length = min(length, S - step)
+                is_rest = torch.rand(1, generator=generator).item() < 0.15
+                motifs[w, v, step] = rest if is_rest else int(torch.randint(0, n_pitches, (1,), generator=generator))
+                if is_rest:
+                    motifs[w, v, step:step + length] = rest
+                step += length
+    inputs = motifs.unsqueeze(1).repeat(1, measures, 1, 1)  # (W, T, V, S)
+    mask = torch.ones(n_windows, measures, V)
+    for w in range(n_windows):
+        pad = w % 3  # 0, 1 or 2 empty measures in front
+        mask[w, :pad] = 0
+        inputs[w, :pad] = rest
+    return inputs, mask, motifs
+
+
+def test_overfit_one_batch():
+    torch.manual_seed(0)
+    n_pitches = 24
+    config = ModelConfig(size="small", width_scale=0.5, z_dim=32)
+    model = RMVAE(config, n_voices=V, n_pitches=n_pitches, encoding="mono")
+    inputs, mask, target = structured_windows(n_pitches=n_pitches)
+    voice_mask = torch.ones(target.shape[:2])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    accuracy = 0.0
+    for step in range(300):
+        model.train()
+        out = model(inputs, mask, sample=False, reconstruct=False)
+        loss = losses.mono_recon(out.prediction.pitch_logits, out.prediction.hold_logits, target, voice_mask).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 10 == 9:
+            model.eval()
+            with torch.inference_mode():
+                tokens = model.decode_tokens(model(inputs, mask, sample=False, reconstruct=False).prediction)
+            accuracy = (tokens == target).float().mean().item()
+            if accuracy > 0.95:
+                break
+    assert accuracy > 0.95, f"token accuracy {accuracy:.3f} after {step + 1} steps (loss {loss.item():.2f})"
