@@ -45,7 +45,8 @@ BACH_PREFIX = "bach/"
 #   ``bach/<name>`` of the same run (the held-out Bach value); none: descriptive only.
 METRIC_DIRECTIONS: dict[str, str] = {
     "bach/*": "none",  # the reference itself
-    "*/acc_always_hold": "none",  # trivial baselines on the same data: equal for all arms
+    "*/baseline_*": "none",  # trivial baselines (always hold, repeat last measure): same for all arms
+    "*/acc_always_hold": "none",
     "*/acc_repeat_last": "none",
     "*/acc*": "higher",  # share of correctly decoded steps (all, onsets, pitches, fill, …)
     "*/recon_nll": "lower",

@@ -15,6 +15,8 @@ has a ``FAILED`` file with the reason and is skipped until ``--retry-failed``.
 from __future__ import annotations
 
 import argparse
+import inspect
+import json
 import os
 import sys
 import time
@@ -80,7 +82,8 @@ def run_one(config: Config, run_dir: Path, meta: dict[str, Any] | None = None, *
         if train_fn is None:
             from rmvae.train import train as train_fn
         if rank != 0:  # a DDP peer: the trainer coordinates, rank 0 writes everything else
-            train_fn(config, run_dir)
+            quiet = {"progress_bar": False} if "progress_bar" in inspect.signature(train_fn).parameters else {}
+            train_fn(config, run_dir, **quiet)
             return outcome
         if evaluate_fn is None:
             from rmvae.evaluation import evaluate_checkpoint as evaluate_fn
@@ -91,7 +94,8 @@ def run_one(config: Config, run_dir: Path, meta: dict[str, Any] | None = None, *
         trained = _read_json(run_dir / "train_result.json")
         if not trained or not Path(trained.get("best_checkpoint", "")).exists():
             t0 = time.perf_counter()
-            trained = dict(train_fn(config, run_dir))
+            quiet = {"progress_bar": False} if "progress_bar" in inspect.signature(train_fn).parameters else {}
+            trained = dict(train_fn(config, run_dir, **quiet))
             trained["train_seconds"] = time.perf_counter() - t0
             atomic_write_json(run_dir / "train_result.json", trained)
         t0 = time.perf_counter()
@@ -113,8 +117,6 @@ def run_one(config: Config, run_dir: Path, meta: dict[str, Any] | None = None, *
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -122,9 +124,38 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def configure_wandb_mode(enabled: bool) -> None:
-    """W&B runs offline unless the user chose a mode or provided an API key."""
-    if enabled and "WANDB_MODE" not in os.environ and not os.environ.get("WANDB_API_KEY"):
-        os.environ["WANDB_MODE"] = "offline"
+    """W&B runs offline unless the user chose a mode (WANDB_MODE) or is logged in.
+
+    Set in the environment so that every worker process and submitit job inherits it.
+    """
+    if not enabled or os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY"):
+        return
+    try:
+        import netrc
+
+        if netrc.netrc().authenticators("api.wandb.ai"):  # `wandb login` stores the key there
+            return
+    except (OSError, netrc.NetrcParseError):
+        pass
+    os.environ["WANDB_MODE"] = "offline"
+
+
+def prepare_data(specs: list[RunSpec]) -> float:
+    """Build each needed corpus cache once, before launching, so parallel runs do not race.
+
+    Returns:
+        Seconds spent (near zero when the caches exist).
+    """
+    start = time.perf_counter()
+    from rmvae.data.corpus import load_corpus
+
+    seen = set()
+    for spec in specs:
+        key = json.dumps(spec.config.data.parse_key(), sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            load_corpus(spec.config.data)
+    return time.perf_counter() - start
 
 
 def prepare_runs(plan: GridPlan, grid_dir: Path) -> None:
@@ -216,6 +247,8 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
     from ablations import launchers
 
     start = time.perf_counter()
+    if run_fn is None and todo:  # the real trainer: parse the corpus once, here
+        print(f"{prog}: corpus ready in {prepare_data(todo):.1f} s", flush=True)
     outcomes = launchers.launch(args.launcher, todo, grid_dir, run_fn=run_fn or run_one, jobs=args.jobs,
                                 slurm=_slurm_options(args))
     wall = time.perf_counter() - start

@@ -77,7 +77,8 @@ def plot_learning_curves(runs: pd.DataFrame, arms: list[str], folder: Path) -> l
         return paths
     runs = runs.dropna(subset=["step"])
     for name, suffix in CURVES.items():
-        metrics = sorted(m for m in runs["metric"].unique() if m.split("/")[-1] == suffix)
+        # Lightning names per-step train values `train/loss_step`; `_epoch` repeats them
+        metrics = sorted(m for m in runs["metric"].unique() if m.split("/")[-1] in (suffix, f"{suffix}_step"))
         if not metrics:
             continue
         figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False,

@@ -282,9 +282,9 @@ def test_evaluation_failure_does_not_retrain(tmp_path, train_log):
     assert len([l for l in _train_log(train_log) if " start " in l]) == 1
 
 
-def _run_cli(*args, env=None, **kwargs):
+def _run_cli(*args, env=None, timeout=120):
     return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120, **kwargs)
+                          env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -409,3 +409,80 @@ def test_kill_and_resume_trains_only_missing_runs(tmp_path, train_log):
     for table in ("summary", "paired", "final"):
         pd.testing.assert_frame_equal(pd.read_csv(out / "harmony" / f"{table}.csv"),
                                       pd.read_csv(clean / "harmony" / f"{table}.csv"))
+
+
+# ---------------------------------------------------------------- real trainer + evaluator (slow)
+
+REAL_ARGV = ["--grid", "harmony", "--seeds", "2", "--no-wandb", "--set", "train.max_steps=2",
+             "--set", "data.max_pieces=4", "--set", "train.limit_val_batches=2"]
+
+
+def _real_stack_available() -> bool:
+    try:
+        import rmvae.evaluation  # noqa: F401
+        import rmvae.train  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+real_stack = pytest.mark.skipif(not _real_stack_available(), reason="rmvae.train / rmvae.evaluation not available")
+
+
+@pytest.fixture(scope="module")
+def real_grid(tmp_path_factory):
+    """The tiny real harmony grid (2 arms × 2 seeds, 2 steps), run once without interruption."""
+    out = tmp_path_factory.mktemp("real")
+    result = _run_cli("ablations/run.py", *REAL_ARGV, "--out", str(out), timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return out / "harmony"
+
+
+@pytest.mark.slow
+@real_stack
+def test_real_tiny_grid_end_to_end(real_grid):
+    status = pd.read_csv(real_grid / "status.csv")
+    assert len(status) == 4 and (status["status"] == "done").all()
+    runs = pd.read_csv(real_grid / "runs.csv")
+    assert set(runs["run_id"]) == set(status["run_id"]) and not runs["value"].isna().any()
+    final = pd.read_csv(real_grid / "final.csv")
+    n_metrics = final["metric"].nunique()
+    assert len(final) == 4 * n_metrics and "test/acc" in set(final["metric"])
+    summary = pd.read_csv(real_grid / "summary.csv")
+    assert len(summary) == 2 * n_metrics and (summary["n"] == 2).all()
+    paired = pd.read_csv(real_grid / "paired.csv")
+    assert set(paired["arm"]) == {"harmony_off"} and (paired["n"] == 2).all()
+    assert (real_grid / "figures" / "curve_loss.png").exists()
+    assert (real_grid / "figures" / "final_metrics.png").exists()
+    for arm in ("harmony_on", "harmony_off"):
+        assert (real_grid / "samples" / f"{arm}.mid").exists()
+    report = (real_grid / "report.md").read_text()
+    assert "t = 4.30" in report and "harmony_off" in report
+
+
+@pytest.mark.slow
+@real_stack
+def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
+    out = tmp_path / "out"
+    command = [sys.executable, "ablations/run.py", *REAL_ARGV, "--out", str(out)]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs_dir = out / "harmony" / "runs"
+    deadline = time.time() + 1200
+    while not list(runs_dir.glob("*/DONE")):
+        assert time.time() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = {p.parent.name: p.stat().st_mtime_ns for p in runs_dir.glob("*/DONE")}
+    assert 1 <= len(done_before) < 4
+
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"{len(done_before)} already done" in result.stdout
+    assert result.stdout.count(" done in ") == 4 - len(done_before)  # only the missing runs trained
+    for run_id, mtime in done_before.items():  # finished runs were not touched
+        assert (runs_dir / run_id / "DONE").stat().st_mtime_ns == mtime
+    for table in ("final", "summary", "paired"):
+        resumed = pd.read_csv(out / "harmony" / f"{table}.csv")
+        clean = pd.read_csv(real_grid / f"{table}.csv")
+        pd.testing.assert_frame_equal(resumed, clean, check_exact=False, rtol=1e-5)
