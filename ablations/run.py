@@ -224,6 +224,9 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
     try:
         if args.jobs < 1:
             raise ConfigError(f"--jobs must be at least 1 (got {args.jobs})")
+        if args.devices > 1 and args.launcher == "local-parallel":
+            raise ConfigError("--devices > 1 runs DDP inside each run; use --launcher local or slurm with it, "
+                              "not local-parallel")
         plan = expand_grid(args.grid, args.profile, args.seeds, args.overrides, devices=args.devices,
                            wandb=not args.no_wandb)
         grid_dir = args.out / args.grid
@@ -236,10 +239,18 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
         print(format_plan(plan, grid_dir))
         return 0
 
-    prepare_runs(plan, grid_dir)
-    configure_wandb_mode(not args.no_wandb)
     todo = [spec for spec in plan.runs if run_status(spec.run_dir(grid_dir)) in ("pending", "interrupted")
             or (args.retry_failed and run_status(spec.run_dir(grid_dir)) == "failed")]
+    peer_rank = int(os.environ.get("LOCAL_RANK") or 0)
+    if peer_rank > 0 and args.devices > 1:
+        # Lightning's DDP re-executes this very command for ranks > 0 while rank 0 trains the first
+        # unfinished run: join that run's training, write nothing, and stop.
+        if todo:
+            (run_fn or run_one)(todo[0].config, todo[0].run_dir(grid_dir), todo[0].meta(), rank=peer_rank)
+        return 0
+
+    prepare_runs(plan, grid_dir)
+    configure_wandb_mode(not args.no_wandb)
     skipped = len(plan.runs) - len(todo)
     print(f"{prog}: grid {plan.grid}, {len(plan.runs)} runs: {len(todo)} to run, {skipped} already done or failed "
           f"(folder {grid_dir})", flush=True)

@@ -324,6 +324,20 @@ def test_script_runs_from_repo_root(tmp_path):
     assert all(run.run_id in result.stdout for run in expand_grid("all", seeds=2).runs)
 
 
+def test_ddp_peer_process_joins_the_first_unfinished_run(tmp_path, train_log, monkeypatch):
+    """Lightning re-executes the command for DDP ranks > 0: the peer only trains, writes nothing."""
+    argv = ["--grid", "rpoe", "--out", str(tmp_path), "--seeds", "1", "--devices", "2", *TINY]
+    runs = expand_grid("rpoe", seeds=1, devices=2, overrides=["train.max_steps=6"], wandb=False).runs
+    atomic_write_text(runs[0].run_dir(tmp_path / "rpoe") / "DONE", "done\n")  # first run finished
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert main(argv, run_fn=FAKE_RUN) == 0
+    assert [l.split()[0] for l in _train_log(train_log)] == [runs[1].run_id] * 2  # start + end
+    assert not (tmp_path / "rpoe" / "grid.json").exists()
+    assert not (runs[1].run_dir(tmp_path / "rpoe") / "DONE").exists()
+    monkeypatch.delenv("LOCAL_RANK")
+    assert main([*argv, "--launcher", "local-parallel"], run_fn=FAKE_RUN) == 2
+
+
 # ---------------------------------------------------------------- launchers
 
 
