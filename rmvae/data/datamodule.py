@@ -91,6 +91,12 @@ class WindowDataset(Dataset):
         poly[index + (pitch, np.ones_like(pitch))] = durations[onset]
         return poly
 
+    def measures_of(self, piece: EncodedPiece) -> np.ndarray:
+        """A whole piece in this dataset's encoding: tokens ``(T, V, S)`` or poly ``(T, V, S, P, 2)``."""
+        if self.encoding == "mono":
+            return piece.tokens.astype(np.int64)
+        return self._to_poly(piece.tokens, piece.durations)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         piece, target = self.windows[index]
         padded = self._padded[piece]

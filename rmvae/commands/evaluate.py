@@ -1,0 +1,74 @@
+"""`rmvae evaluate`: a checkpoint on held-out pieces, or the musical statistics of a MIDI folder."""
+from __future__ import annotations
+
+import json
+import math
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", nargs="?", help="a .ckpt written by `rmvae train`")
+    parser.add_argument("--split", default="test", choices=["test", "val", "train"])
+    parser.add_argument("--midi-folder", help="instead of a checkpoint: statistics of every MIDI file in a folder")
+    parser.add_argument("--voices", type=int, default=4, help="voices per file (--midi-folder)")
+    parser.add_argument("--first-measure", type=int, default=9, help="first measure analysed, 1-based (--midi-folder)")
+    parser.add_argument("--n-measures", type=int, default=8, help="measures analysed (--midi-folder)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled continuations")
+    parser.add_argument("--sample", help="also write one sampled continuation to this .mid (+ .png)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _clean(value):
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from rmvae.errors import UserError
+
+    if args.midi_folder:
+        from rmvae.metrics import folder_statistics
+
+        folder = Path(args.midi_folder)
+        if not folder.is_dir():
+            raise UserError(f"MIDI folder '{folder}' does not exist")
+        stats = folder_statistics(folder, args.voices, args.first_measure - 1, args.n_measures)
+        if stats.table.empty:
+            raise UserError(f"no usable MIDI file in '{folder}' ({len(stats.skipped)} skipped: "
+                            + "; ".join(f"{name}: {why}" for name, why in stats.skipped[:3]) + ")")
+        summary = {name: {k: _clean(float(v)) for k, v in row.items()} for name, row in stats.summary.iterrows()}
+        if args.json:
+            print(json.dumps({"files": len(stats.table), "skipped": [{"file": f, "reason": r} for f, r in stats.skipped],
+                              "statistics": summary}))
+            return 0
+        last = args.first_measure + args.n_measures - 1
+        print(f"{len(stats.table)} files, measures {args.first_measure}–{last}; {len(stats.skipped)} skipped")
+        for name, why in stats.skipped:
+            print(f"  skipped {name}: {why}")
+        for name, row in stats.summary.iterrows():
+            print(f"  {name:28s} {row['mean']:7.3f}  [{row['low']:.3f}, {row['high']:.3f}]")
+        return 0
+    if not args.checkpoint:
+        raise UserError("give a CHECKPOINT, or --midi-folder DIR")
+    from rmvae.evaluation import evaluate_checkpoint
+
+    results = evaluate_checkpoint(args.checkpoint, args.split, args.seed,
+                                  Path(args.sample) if args.sample else None)
+    if args.json:
+        print(json.dumps({k: _clean(v) for k, v in results.items()}))
+        return 0
+    split = args.split
+    print(f"teacher-forced on the {split} split:")
+    for key in ("acc", "acc_onsets", "acc_pitches", "acc_fill", "baseline_hold_acc", "baseline_repeat_acc",
+                "recon_nll", "harmony"):
+        if f"{split}/{key}" in results:
+            print(f"  {key:22s} {results[f'{split}/{key}']:.4f}")
+    print(f"continuations of {int(results['continuations'])} pieces (mean [95% CI]):")
+    print(f"  {'statistic':28s} {'greedy':>24s} {'sampled':>24s} {'bach':>24s}")
+    from rmvae.metrics import STATISTICS
+
+    for statistic in (*STATISTICS, "pitch_class_distance"):
+        cells = [f"{results[f'{m}/{statistic}']:.3f} [{results[f'{m}/{statistic}_ci_low']:.2f}, "
+                 f"{results[f'{m}/{statistic}_ci_high']:.2f}]" for m in ("greedy", "sampled", "bach")]
+        print(f"  {statistic:28s} " + " ".join(f"{c:>24s}" for c in cells))
+    return 0

@@ -1,0 +1,129 @@
+"""Evaluate a checkpoint on held-out pieces: teacher-forced accuracy/NLL and musical statistics.
+
+Teacher-forced numbers come from the LightningModule's own ``test_step`` (the same code that
+logs validation metrics). Musical statistics compare continuations with the real music: every
+test piece long enough is seeded with its first ``seed_measures`` measures and continued for
+``continue_measures``, greedily and by sampling (temperature 1, seeded) since greedy decoding
+tends to loop; the real measures at the same position form the ``bach/…`` reference. Each
+statistic is reported as the mean over pieces with a 95% Student t interval.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rmvae.data.datamodule import ChoraleDataModule
+from rmvae.data.encoding import PitchRange, poly_to_notes, tokens_to_notes
+from rmvae.errors import UserError
+from rmvae.metrics import STATISTICS, mean_ci, musical_statistics, pitch_class_distance, slice_measures
+from rmvae.module import RMVAEModule, load_module
+from rmvae.tasks import Generator, Piece, Sampling
+
+
+def load_checkpoint(path: str | Path, encoding: str | None = None) -> RMVAEModule:
+    """Load a trained module, with one clear message for a missing, corrupt or foreign checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint '{path}' does not exist; train one with `rmvae train --out DIR` "
+                        f"(it writes DIR/checkpoints/best.ckpt)")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise UserError(f"checkpoint '{path}' cannot be read ({type(error).__name__}); "
+                        f"is it a complete rmvae .ckpt file?") from None
+    hparams = raw.get("hyper_parameters", {}) if isinstance(raw, dict) else {}
+    if "config" not in hparams or "encoding_info" not in hparams:
+        raise UserError(f"'{path}' is not an rmvae checkpoint (no config/encoding_info hyper-parameters)")
+    if encoding is not None and hparams["encoding_info"]["encoding"] != encoding:
+        raise UserError(f"checkpoint '{path}' uses the {hparams['encoding_info']['encoding']} encoding; "
+                        f"this needs {encoding}")
+    return load_module(path).eval()
+
+
+def measures_to_notes(measures: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
+    """Note list of a piece given as tokens ``(T, V, S)`` or poly arrays ``(T, V, S, P, 2)``."""
+    if measures.ndim == 3:
+        return tokens_to_notes(measures, pitch_range)
+    return poly_to_notes(measures, pitch_range)
+
+
+def test_datamodule(module: RMVAEModule, cache_dir=None) -> ChoraleDataModule:
+    """The data of the module's own config, encoded with the checkpoint's pitch range."""
+    data = replace(module.config.data, pitch_range=(module.pitch_range.low, module.pitch_range.high))
+    datamodule = ChoraleDataModule(data, cache_dir=cache_dir)
+    datamodule.setup()
+    return datamodule
+
+
+def teacher_forced(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test") -> dict[str, float]:
+    """The module's test metrics (accuracy, fill accuracy, NLL, harmony, baselines) on a split."""
+    import lightning as L
+
+    loader = {"test": datamodule.test_dataloader, "val": datamodule.val_dataloader,
+              "train": datamodule.train_dataloader}[split]()
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                            enable_model_summary=False, enable_checkpointing=False)
+        results = trainer.test(module, dataloaders=loader, verbose=False)[0]
+    return {key.replace("test/", f"{split}/"): float(value) for key, value in results.items()}
+
+
+def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
+                            seed_measures: int = 8, continue_measures: int = 8, seed: int = 0,
+                            sample_path: Path | None = None) -> dict[str, float]:
+    """Musical statistics of greedy and sampled continuations beside the real continuations."""
+    pitch_range, n_voices = module.pitch_range, module.n_voices
+    modes = {"greedy": Sampling(), "sampled": Sampling(temperature=1.0, seed=seed)}
+    rows: dict[str, list[dict]] = {"greedy": [], "sampled": [], "bach": []}
+    sample_written = False
+    for piece in datamodule.pieces[split]:
+        if len(piece.tokens) < seed_measures + continue_measures:
+            continue
+        real = datamodule.datasets[split].measures_of(piece)[:seed_measures + continue_measures]
+        seed_notes = slice_measures(measures_to_notes(real, pitch_range), 0, seed_measures)
+        real_notes = measures_to_notes(real, pitch_range)
+        bach = musical_statistics(real_notes, n_voices, seed_measures, continue_measures)
+        bach["pitch_class_distance"] = pitch_class_distance(slice_measures(real_notes, seed_measures, continue_measures),
+                                                            seed_notes)
+        rows["bach"].append(bach)
+        for mode, sampling in modes.items():
+            generator = Generator(module, sampling)
+            start = Piece(real[:seed_measures], np.zeros((seed_measures, n_voices), bool), piece.key_shift)
+            result = generator.complete(start, continue_measures)
+            notes = measures_to_notes(result.measures, pitch_range)
+            stats = musical_statistics(notes, n_voices, seed_measures, continue_measures)
+            stats["pitch_class_distance"] = pitch_class_distance(slice_measures(notes, seed_measures, continue_measures),
+                                                                 seed_notes)
+            rows[mode].append(stats)
+            if sample_path is not None and mode == "sampled" and not sample_written:
+                from rmvae.render import notes_to_midi, pianoroll_png
+
+                notes_to_midi(notes, sample_path, key_shift=piece.key_shift, n_voices=n_voices)
+                pianoroll_png(notes, Path(sample_path).with_suffix(".png"), n_voices, seed_measures=seed_measures,
+                              title=f"{piece.name}: {seed_measures} real + {continue_measures} sampled measures")
+                sample_written = True
+    results: dict[str, float] = {"continuations": float(len(rows["bach"]))}
+    for mode, table in rows.items():
+        for statistic in (*STATISTICS, "pitch_class_distance"):
+            mean, low, high = mean_ci([row[statistic] for row in table])
+            results[f"{mode}/{statistic}"] = mean
+            results[f"{mode}/{statistic}_ci_low"] = low
+            results[f"{mode}/{statistic}_ci_high"] = high
+    return results
+
+
+def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", seed: int = 0,
+                        sample_path: Path | None = None, cache_dir=None) -> dict[str, float]:
+    """Every evaluation number of a checkpoint as one flat dict (``test/acc``, ``greedy/repeat_rate``, …)."""
+    module = load_checkpoint(checkpoint)
+    datamodule = test_datamodule(module, cache_dir)
+    results = teacher_forced(module, datamodule, split)
+    results.update(continuation_statistics(module, datamodule, split, seed=seed, sample_path=sample_path))
+    return results

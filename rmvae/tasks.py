@@ -1,0 +1,254 @@
+"""Music from a trained model: complete, fill, harmonize, redo, noise, inpaint, interpolate (SPEC §5).
+
+Every task works on a piece of *measures* — tokens ``(T, V, S)`` (mono) or activation/duration
+arrays ``(T, V, S, P, 2)`` (poly) — and a presence mask ``(T, V)`` saying which voice-measures
+the model may look at. Measures are generated in time order; each prediction reads the
+``n_measures`` measures ending ``offset`` before it (left-padded and masked near the start, so a
+task can begin at measure 1) and, for fill/harmonize/inpaint, the voices already known in the
+measure being generated (their experts join the temporal model's prediction in the PoE).
+Greedy decoding is deterministic; sampling draws from a seeded ``torch.Generator``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from rmvae.config import STEPS_PER_MEASURE
+from rmvae.module import RMVAEModule
+
+
+class TaskError(ValueError):
+    """A task cannot run on this input; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How symbols are drawn from the output heads: greedy when temperature is 0."""
+
+    temperature: float = 0.0
+    top_k: int | None = None
+    seed: int = 0
+
+    def generator(self) -> torch.Generator | None:
+        return torch.Generator().manual_seed(self.seed) if self.temperature > 0 else None
+
+
+@dataclass
+class Piece:
+    """Measures of a piece with what is known about them.
+
+    Attributes:
+        measures: ``(T, V, S)`` tokens or ``(T, V, S, P, 2)`` poly arrays.
+        generated: ``(T, V)`` bool, voice-measures written by the model (pianorolls mark them).
+        key_shift: transposition applied on reading, undone when rendering.
+        tempo: beats per minute, kept for rendering.
+    """
+
+    measures: np.ndarray
+    generated: np.ndarray
+    key_shift: int = 0
+    tempo: float = 120.0
+
+    @property
+    def n_measures(self) -> int:
+        return self.measures.shape[0]
+
+
+class Generator:
+    """Runs a trained module measure by measure under ``torch.inference_mode``."""
+
+    def __init__(self, module: RMVAEModule, sampling: Sampling = Sampling()):
+        self.module = module.eval()
+        self.model = module.model
+        self.pitch_range = module.pitch_range
+        self.n_voices = module.n_voices
+        self.n_window = module.config.data.n_measures
+        self.offset = module.config.data.offset
+        self.sampling = sampling
+        self._generator = sampling.generator()
+
+    # --- building blocks --------------------------------------------------------------------
+
+    def empty(self, n_measures: int) -> np.ndarray:
+        """Silent measures ``(T, V, S[, P, 2])``."""
+        if self.module.encoding == "mono":
+            return np.full((n_measures, self.n_voices, STEPS_PER_MEASURE), self.pitch_range.rest, dtype=np.int64)
+        return np.zeros((n_measures, self.n_voices, STEPS_PER_MEASURE, self.pitch_range.n_pitches, 2), np.float32)
+
+    def _window(self, measures: np.ndarray, present: np.ndarray, target: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs ``(1, W, V, S…)`` and mask ``(1, W, V)`` for the prediction of measure ``target``."""
+        last = target - self.offset
+        first = last - self.n_window + 1
+        window = self.empty(self.n_window)
+        mask = np.zeros((self.n_window, self.n_voices), dtype=bool)
+        source = np.arange(first, last + 1)
+        valid = (source >= 0) & (source < len(measures))
+        window[valid] = measures[source[valid]]
+        mask[valid] = present[source[valid]]
+        return torch.from_numpy(window)[None], torch.from_numpy(mask)[None]
+
+    @torch.inference_mode()
+    def predict(self, measures: np.ndarray, present: np.ndarray, target: int,
+                known: np.ndarray | None = None) -> np.ndarray:
+        """One measure ``(V, S…)`` for index ``target``, conditioned on the known voices there.
+
+        Args:
+            measures: the piece so far; rows at or after ``target`` are only read for ``known`` voices.
+            present: ``(T, V)``, which voice-measures the model may read.
+            known: ``(V,)`` voices of the target measure given as conditioning (fill/harmonize/inpaint).
+        """
+        inputs, mask = self._window(measures, present, target)
+        target_measure = target_mask = None
+        if known is not None and known.any() and target < len(measures):
+            target_measure = torch.from_numpy(np.asarray(measures[target]))[None]
+            target_mask = torch.from_numpy(np.asarray(known, dtype=bool))[None]
+        output = self.model(inputs, mask, target_measure, target_mask, sample=False, reconstruct=False)
+        decoded = self.model.decode_tokens(output.prediction, temperature=self.sampling.temperature,
+                                           top_k=self.sampling.top_k, generator=self._generator)
+        return decoded[0].numpy()
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def complete(self, piece: Piece, n_new: int) -> Piece:
+        """Append ``n_new`` measures of every voice, each predicted from the measures before it."""
+        if n_new < 1:
+            raise TaskError("--measures must be at least 1 to complete a piece")
+        measures = np.concatenate([piece.measures, self.empty(n_new)])
+        present = np.ones(measures.shape[:2], dtype=bool)
+        for target in range(piece.n_measures, len(measures)):
+            measures[target] = self.predict(measures, present, target)
+        generated = np.concatenate([piece.generated, np.ones((n_new, self.n_voices), dtype=bool)])
+        return replace(piece, measures=measures, generated=generated)
+
+    def inpaint(self, piece: Piece, regenerate: np.ndarray) -> Piece:
+        """Regenerate every voice-measure where ``regenerate`` ``(T, V)`` is True, in time order.
+
+        Hidden voice-measures are invisible to the model until they have been regenerated; the
+        voices kept in a measure condition its prediction.
+        """
+        regenerate = np.asarray(regenerate, dtype=bool)
+        if regenerate.shape != piece.measures.shape[:2]:
+            raise TaskError(f"mask covers {regenerate.shape[0]}×{regenerate.shape[1]} measures×voices, "
+                            f"the piece has {piece.measures.shape[0]}×{piece.measures.shape[1]}")
+        if regenerate.all():
+            raise TaskError("the mask hides every voice of every measure: nothing is left to condition on; "
+                            "use --task noise or --task complete to write music from scratch")
+        if not regenerate.any():
+            raise TaskError("the mask selects nothing to regenerate")
+        measures = piece.measures.copy()
+        present = ~regenerate
+        for target in np.flatnonzero(regenerate.any(axis=1)):
+            voices = regenerate[target]
+            predicted = self.predict(measures, present, target, known=~voices)
+            measures[target, voices] = predicted[voices]
+            present[target, voices] = True
+        return replace(piece, measures=measures, generated=piece.generated | regenerate)
+
+    def fill(self, piece: Piece, voices: list[int]) -> Piece:
+        """Regenerate whole voices from the others, measure by measure."""
+        self._check_voices(voices)
+        if len(set(voices)) == self.n_voices:
+            raise TaskError("fill needs at least one voice to keep; to rewrite everything use --task redo")
+        regenerate = np.zeros(piece.measures.shape[:2], dtype=bool)
+        regenerate[:, voices] = True
+        return self.inpaint(piece, regenerate)
+
+    def harmonize(self, melody: np.ndarray, melody_voice: int = 0, key_shift: int = 0, tempo: float = 120.0) -> Piece:
+        """A one-voice melody ``(T, 1, S…)`` becomes voice ``melody_voice``; the others are filled."""
+        self._check_voices([melody_voice])
+        if melody.shape[1] != 1:
+            raise TaskError(f"harmonize takes a one-voice melody; this input has {melody.shape[1]} voices")
+        measures = self.empty(len(melody))
+        measures[:, melody_voice] = melody[:, 0]
+        piece = Piece(measures, np.zeros(measures.shape[:2], dtype=bool), key_shift, tempo)
+        return self.fill(piece, [v for v in range(self.n_voices) if v != melody_voice])
+
+    def redo(self, piece: Piece) -> Piece:
+        """Fill every voice in turn, so the whole piece is rewritten by the model."""
+        for voice in range(self.n_voices):
+            piece = self.fill(piece, [voice])
+        return piece
+
+    def noise(self, kind: str, n_seed: int, n_new: int) -> Piece:
+        """Seed with random measures, then complete: the model writes its own music.
+
+        gaussian: latents z ~ N(0, I) decoded into seed measures; uniform: every step a uniform
+        random symbol; binomial: each step starts a random pitch with probability 1/4, else holds.
+        """
+        rng = np.random.default_rng(self.sampling.seed)
+        if kind == "gaussian":
+            with torch.inference_mode():
+                z = torch.from_numpy(rng.standard_normal((n_seed, self.model.config.z_dim)).astype(np.float32))
+                seed = self.model.decode_tokens(self.model.decode(z)).numpy()
+        elif kind in ("uniform", "binomial"):
+            if self.module.encoding != "mono":
+                raise TaskError(f"{kind} noise seeds are defined for the mono encoding; use gaussian")
+            shape = (n_seed, self.n_voices, STEPS_PER_MEASURE)
+            if kind == "uniform":
+                seed = rng.integers(0, self.pitch_range.n_classes, size=shape)
+            else:
+                onset = rng.random(shape) < 0.25
+                onset[..., 0] = True
+                seed = np.where(onset, rng.integers(0, self.pitch_range.n_pitches, size=shape), self.pitch_range.hold)
+        else:
+            raise TaskError(f"unknown noise kind {kind!r}; choose gaussian, uniform or binomial")
+        piece = Piece(np.asarray(seed), np.zeros(seed.shape[:2], dtype=bool))
+        return self.complete(piece, n_new)
+
+    @torch.inference_mode()
+    def interpolate(self, piece_a: Piece, piece_b: Piece, n_measures: int = 4, n_points: int = 5) -> Piece:
+        """Decode ``n_points`` blends of the two pieces' first measures' posterior means (PoE of all voices)."""
+        length = min(n_measures, piece_a.n_measures, piece_b.n_measures)
+        latents = []
+        for piece in (piece_a, piece_b):
+            inputs = torch.from_numpy(np.asarray(piece.measures[:length]))[None]
+            mask = torch.ones((1, length, self.n_voices), dtype=torch.bool)
+            mu, logvar = self.model.encode(self.model.features(inputs))
+            latents.append(self.model.posteriors(mu, logvar, mask)[0][0])  # (L, Z)
+        blends = [torch.lerp(latents[0], latents[1], alpha) for alpha in np.linspace(0, 1, n_points)]
+        measures = self.model.decode_tokens(self.model.decode(torch.cat(blends))).numpy()
+        generated = np.ones(measures.shape[:2], dtype=bool)
+        return Piece(measures, generated, piece_a.key_shift, piece_a.tempo)
+
+    def _check_voices(self, voices: list[int]) -> None:
+        if not voices:
+            raise TaskError("name at least one voice to generate (--voices)")
+        bad = [v for v in voices if not 0 <= v < self.n_voices]
+        if bad:
+            raise TaskError(f"voice(s) {bad} out of range: this model has voices 0–{self.n_voices - 1}")
+
+
+def parse_mask(spec: str, n_measures: int, n_voices: int) -> np.ndarray:
+    """Parse ``--mask``: ``MEASURES:VOICES`` items separated by ``;``, 1-based inclusive ranges.
+
+    ``"3-4:1,2"`` regenerates voices 1 and 2 in measures 3–4; ``"5:all"``, ``"all:3"``. Voices
+    are 0-based like ``--voices``; measures are 1-based as in a score.
+    """
+    regenerate = np.zeros((n_measures, n_voices), dtype=bool)
+    for item in filter(None, (part.strip() for part in spec.split(";"))):
+        if ":" not in item:
+            raise TaskError(f"mask item {item!r} must be MEASURES:VOICES, e.g. 3-4:1,2 or 5:all")
+        measure_part, voice_part = item.split(":", 1)
+        measure_ids = _parse_ranges(measure_part, 1, n_measures, "measure")
+        voice_ids = _parse_ranges(voice_part, 0, n_voices - 1, "voice")
+        regenerate[np.ix_([m - 1 for m in measure_ids], voice_ids)] = True
+    return regenerate
+
+
+def _parse_ranges(text: str, low: int, high: int, what: str) -> list[int]:
+    text = text.strip()
+    if text == "all":
+        return list(range(low, high + 1))
+    values = []
+    for chunk in text.split(","):
+        try:
+            first, _, last = chunk.partition("-")
+            start, end = int(first), int(last or first)
+        except ValueError:
+            raise TaskError(f"cannot read {what} range {chunk!r}; use N, N-M or all") from None
+        if not (low <= start <= end <= high):
+            raise TaskError(f"{what} range {chunk!r} is outside {low}–{high}")
+        values.extend(range(start, end + 1))
+    return values
