@@ -238,6 +238,17 @@ def _build_section(section_cls, section: str, raw: dict[str, Any]):
     return section_cls(**{k: _coerce(v, hints[k], f"{section}.{k}") for k, v in raw.items()})
 
 
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["model.z_dim=64", …]`` → ``{"model.z_dim": "64", …}`` (values are coerced later)."""
+    pairs = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.z_dim=64)")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
 def apply_overrides(config: Config, overrides: dict[str, Any] | list[str]) -> Config:
     """Apply dotted overrides, ``{"model.z_dim": 64}`` or ``["model.z_dim=64"]``.
 
@@ -245,13 +256,7 @@ def apply_overrides(config: Config, overrides: dict[str, Any] | list[str]) -> Co
         ConfigError: a key is not ``section.field`` of the config, or a value has the wrong type.
     """
     if isinstance(overrides, (list, tuple)):
-        pairs = {}
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.z_dim=64)")
-            key, value = item.split("=", 1)
-            pairs[key.strip()] = value.strip()
-        overrides = pairs
+        overrides = parse_overrides(overrides)
     raw = config.to_dict()
     for key, value in overrides.items():
         section, _, name = key.partition(".")
