@@ -120,10 +120,19 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
 
 
 def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", seed: int = 0,
-                        sample_path: Path | None = None, cache_dir=None) -> dict[str, float]:
-    """Every evaluation number of a checkpoint as one flat dict (``test/acc``, ``greedy/repeat_rate``, …)."""
+                        sample_path: Path | None = None, cache_dir=None, seed_measures: int = 8,
+                        continue_measures: int = 8) -> dict[str, float]:
+    """Every evaluation number of a checkpoint as one flat dict (``test/acc``, ``greedy/repeat_rate``, …).
+
+    Continuations use the pieces of at least ``seed_measures + continue_measures`` measures;
+    ``continuations`` says how many there were (0: every statistic is NaN).
+    """
+    if seed_measures < 1 or continue_measures < 1:
+        raise UserError(f"seed and continuation lengths must be at least 1 measure; "
+                        f"got {seed_measures} and {continue_measures}")
     module = load_checkpoint(checkpoint)
     datamodule = test_datamodule(module, cache_dir)
     results = teacher_forced(module, datamodule, split)
-    results.update(continuation_statistics(module, datamodule, split, seed=seed, sample_path=sample_path))
+    results.update(continuation_statistics(module, datamodule, split, seed_measures, continue_measures, seed=seed,
+                                           sample_path=sample_path))
     return results

@@ -31,6 +31,12 @@ class Sampling:
     top_k: int | None = None
     seed: int = 0
 
+    def __post_init__(self):
+        if not self.temperature >= 0:  # also refuses NaN
+            raise TaskError(f"--temperature must be ≥ 0 (0 = greedy); got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise TaskError(f"--top-k must be at least 1; got {self.top_k}")
+
     def generator(self) -> torch.Generator | None:
         return torch.Generator().manual_seed(self.seed) if self.temperature > 0 else None
 
@@ -177,6 +183,8 @@ class Generator:
         gaussian: latents z ~ N(0, I) decoded into seed measures; uniform: every step a uniform
         random symbol; binomial: each step starts a random pitch with probability 1/4, else holds.
         """
+        if n_seed < 1 or n_new < 1:
+            raise TaskError(f"noise needs at least 1 seed and 1 new measure (--measures); got {n_seed} and {n_new}")
         rng = np.random.default_rng(self.sampling.seed)
         if kind == "gaussian":
             with torch.inference_mode():
@@ -248,6 +256,8 @@ def _parse_ranges(text: str, low: int, high: int, what: str) -> list[int]:
             start, end = int(first), int(last or first)
         except ValueError:
             raise TaskError(f"cannot read {what} range {chunk!r}; use N, N-M or all") from None
+        if start > end:
+            raise TaskError(f"{what} range {chunk!r} runs backwards; write {end}-{start}")
         if not (low <= start <= end <= high):
             raise TaskError(f"{what} range {chunk!r} is outside {low}–{high}")
         values.extend(range(start, end + 1))

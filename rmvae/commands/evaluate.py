@@ -12,6 +12,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--voices", type=int, default=4, help="voices per file (--midi-folder)")
     parser.add_argument("--first-measure", type=int, default=9, help="first measure analysed, 1-based (--midi-folder)")
     parser.add_argument("--n-measures", type=int, default=8, help="measures analysed (--midi-folder)")
+    parser.add_argument("--seed-measures", type=int, default=8, help="real measures that seed each continuation")
+    parser.add_argument("--continue-measures", type=int, default=8,
+                        help="measures generated and compared per continuation (pieces shorter than "
+                             "seed + continue measures are left out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled continuations")
     parser.add_argument("--sample", help="also write one sampled continuation to this .mid (+ .png)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -32,6 +36,8 @@ def run(args) -> int:
         folder = Path(args.midi_folder)
         if not folder.is_dir():
             raise UserError(f"MIDI folder '{folder}' does not exist")
+        if args.first_measure < 1 or args.n_measures < 1 or args.voices < 1:
+            raise UserError("--first-measure (1-based), --n-measures and --voices must be at least 1")
         stats = folder_statistics(folder, args.voices, args.first_measure - 1, args.n_measures)
         if stats.table.empty:
             raise UserError(f"no usable MIDI file in '{folder}' ({len(stats.skipped)} skipped: "
@@ -52,8 +58,8 @@ def run(args) -> int:
         raise UserError("give a CHECKPOINT, or --midi-folder DIR")
     from rmvae.evaluation import evaluate_checkpoint
 
-    results = evaluate_checkpoint(args.checkpoint, args.split, args.seed,
-                                  Path(args.sample) if args.sample else None)
+    results = evaluate_checkpoint(args.checkpoint, args.split, args.seed, Path(args.sample) if args.sample else None,
+                                  seed_measures=args.seed_measures, continue_measures=args.continue_measures)
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in results.items()}))
         return 0

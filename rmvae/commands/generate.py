@@ -95,14 +95,24 @@ def run(args) -> int:
     from rmvae.tasks import Generator, Sampling, TaskError, parse_mask
 
     module = load_checkpoint(args.checkpoint)
-    generator = Generator(module, Sampling(args.temperature, args.top_k, args.seed))
+    if args.program is not None and (len(args.program) != module.n_voices
+                                     or not all(0 <= p <= 127 for p in args.program)):
+        raise UserError(f"--program needs {module.n_voices} General MIDI programs (0–127), one per voice; "
+                        f"got {' '.join(map(str, args.program))}")
+    if args.tempo is not None and not args.tempo > 0:
+        raise UserError(f"--tempo must be a positive number of beats per minute; got {args.tempo}")
+    if args.seed_measures is not None and args.seed_measures < 1:
+        raise UserError(f"--seed-measures must be at least 1; got {args.seed_measures}")
     try:
+        generator = Generator(module, Sampling(args.temperature, args.top_k, args.seed))
         if args.task == "noise":
             result = generator.noise(args.noise, args.measures, args.measures)
         elif args.task == "harmonize":
             melody = read_piece(args, module, args.input, args.chorale, one_voice=True)
             result = generator.harmonize(melody.measures, args.melody_voice, melody.key_shift, melody.tempo)
         elif args.task == "interpolate":
+            if not (args.input_b or args.chorale_b):
+                raise UserError("--task interpolate needs a second piece: --input-b MIDI or --chorale-b ID")
             piece_a = read_piece(args, module, args.input, args.chorale)
             piece_b = read_piece(args, module, args.input_b, args.chorale_b)
             result = generator.interpolate(piece_a, piece_b)

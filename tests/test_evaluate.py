@@ -1,0 +1,149 @@
+"""`rmvae evaluate`: a checkpoint's numbers against ones computed here from the data, and the anchors table."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rmvae.cli import main
+from rmvae.evaluation import load_checkpoint
+from rmvae.evaluation import test_datamodule as evaluation_datamodule  # not a test: renamed for pytest
+from rmvae.metrics import STATISTICS
+from test_tasks import trained_checkpoint  # noqa: E402  (the shared tiny model)
+
+THESIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "thesis-samples"
+SEED, CONTINUE = 4, 4  # both test chorales (22 and 12 measures) are long enough
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(chorale_folder, cache_dir, tmp_path_factory) -> str:
+    return str(trained_checkpoint(chorale_folder, cache_dir, tmp_path_factory))
+
+
+@pytest.fixture(scope="module")
+def sample_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("evaluate") / "sample.mid"
+
+
+@pytest.fixture(scope="module")
+def results(checkpoint, cache_dir, sample_path) -> dict:
+    """``rmvae evaluate CHECKPOINT --json`` run once (in-process, stdout captured by hand)."""
+    import contextlib
+    import io
+
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(stdout):
+        patch.setenv("RMVAE_CACHE", str(cache_dir))
+        code = main(["evaluate", checkpoint, "--json", "--seed-measures", str(SEED),
+                     "--continue-measures", str(CONTINUE), "--sample", str(sample_path)])
+    assert code == 0
+    lines = stdout.getvalue().strip().splitlines()
+    assert len(lines) == 1, lines  # one JSON object, nothing else on stdout
+    return json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def held_out(checkpoint, cache_dir):
+    """The checkpoint's pitch range and the token arrays of its test pieces."""
+    module = load_checkpoint(checkpoint)
+    pieces = evaluation_datamodule(module, cache_dir).pieces["test"]
+    return module.pitch_range, [piece.tokens.astype(np.int64) for piece in pieces]
+
+
+def test_json_has_every_number(results):
+    for key in ("test/acc", "test/acc_onsets", "test/acc_pitches", "test/acc_fill", "test/recon_nll", "test/harmony",
+                "test/baseline_hold_acc", "test/baseline_repeat_acc", "continuations"):
+        assert isinstance(results[key], float), key
+    for key in ("test/acc", "test/acc_onsets", "test/acc_pitches", "test/acc_fill"):
+        assert 0 <= results[key] <= 1, key
+    assert results["test/recon_nll"] > 0
+    for mode in ("greedy", "sampled", "bach"):
+        for statistic in (*STATISTICS, "pitch_class_distance"):
+            for suffix in ("", "_ci_low", "_ci_high"):
+                assert f"{mode}/{statistic}{suffix}" in results
+        value = results[f"{mode}/repeat_rate"]
+        assert value is None or 0 <= value <= 1  # None: NaN (no notes in the continuation)
+
+
+def test_baselines_equal_the_shares_computed_from_the_test_pieces(results, held_out):
+    """Offset 1: every measure from the second on is a target, and the measure before it the last input."""
+    pitch_range, pieces = held_out
+    targets = np.concatenate([tokens[1:].ravel() for tokens in pieces])
+    previous = np.concatenate([tokens[:-1].ravel() for tokens in pieces])
+    assert results["test/baseline_hold_acc"] == pytest.approx(np.mean(targets == pitch_range.hold), abs=1e-5)
+    assert results["test/baseline_repeat_acc"] == pytest.approx(np.mean(targets == previous), abs=1e-5)
+    assert 0.5 < results["test/baseline_hold_acc"] < 0.9  # chorales: mostly held notes
+
+
+def test_continuations_use_every_long_enough_piece_and_the_real_music_as_reference(results, held_out):
+    pitch_range, pieces = held_out
+    long_enough = [tokens for tokens in pieces if len(tokens) >= SEED + CONTINUE]
+    assert results["continuations"] == len(long_enough) == 2
+    # bach/onsets_per_measure: onsets of the real continuation measures per measure and voice.
+    onsets = [np.mean(np.sum(tokens[SEED:SEED + CONTINUE] < pitch_range.n_pitches, axis=-1)) for tokens in long_enough]
+    assert results["bach/onsets_per_measure"] == pytest.approx(np.mean(onsets))
+
+
+def test_sample_continuation_is_written(results, sample_path):
+    import pretty_midi
+
+    midi = pretty_midi.PrettyMIDI(str(sample_path))
+    assert [i.name for i in midi.instruments] == ["soprano", "alto", "tenor", "bass"]
+    assert midi.get_end_time() <= (SEED + CONTINUE) * 2.0 + 1e-6  # 4/4 at 120 bpm: 2 s a measure
+    assert sample_path.with_suffix(".png").stat().st_size > 0
+
+
+def test_text_report_lists_the_same_numbers(results, checkpoint, capsys, monkeypatch):
+    import rmvae.evaluation
+
+    numbers = {k: math.nan if v is None else v for k, v in results.items()}
+    monkeypatch.setattr(rmvae.evaluation, "evaluate_checkpoint", lambda *args, **kwargs: numbers)
+    assert main(["evaluate", checkpoint]) == 0
+    out = capsys.readouterr().out
+    assert f"acc                    {results['test/acc']:.4f}" in out
+    assert f"baseline_hold_acc      {results['test/baseline_hold_acc']:.4f}" in out
+    assert "continuations of 2 pieces" in out and "repeat_rate" in out
+
+
+@pytest.mark.skipif(not THESIS_SAMPLES.is_dir(), reason="shared/anchors/thesis-samples is not checked out")
+def test_midi_folder_reproduces_the_anchors_table(capsys):
+    assert main(["evaluate", "--midi-folder", str(THESIS_SAMPLES), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["files"] == 18 and report["skipped"] == []
+    means = {name: row["mean"] for name, row in report["statistics"].items()}
+    # anchors/README.md: 3.9 / 0.42 / 0.43 bits / 3.5 / 0.39 on measures 9–16.
+    assert means["distinct_pitches_per_voice"] == pytest.approx(3.9, abs=0.05)
+    assert means["repeat_rate"] == pytest.approx(0.42, abs=0.005)
+    assert means["note_length_entropy"] == pytest.approx(0.43, abs=0.005)
+    assert means["onsets_per_measure"] == pytest.approx(3.5, abs=0.05)
+    assert means["dissonance_rate"] == pytest.approx(0.39, abs=0.005)
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], "give a CHECKPOINT, or --midi-folder DIR"),
+    (["{tmp}/missing.ckpt"], r"checkpoint '.*missing.ckpt' does not exist"),
+    (["--midi-folder", "{tmp}/nowhere"], r"MIDI folder '.*nowhere' does not exist"),
+    (["--midi-folder", "{tmp}"], r"no usable MIDI file in '.*' \(1 skipped: notes.mid: NotMidiError"),
+    (["--midi-folder", "{tmp}", "--first-measure", "0"], r"--first-measure \(1-based\)"),
+    (["{ckpt}", "--seed-measures", "0"], r"at least 1 measure; got 0 and 8"),
+])
+def test_bad_input_is_one_clear_line(argv, message, checkpoint, tmp_path, capsys):
+    import re
+
+    (tmp_path / "notes.mid").write_text("not midi")
+    assert main(["evaluate", *[a.format(tmp=tmp_path, ckpt=checkpoint) for a in argv]]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rmvae evaluate: error: ")
+    assert re.search(message, lines[0]), lines[0]
