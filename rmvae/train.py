@@ -8,7 +8,6 @@ has logged in). The same code runs on CPU, one GPU, or DDP over ``train.devices`
 """
 from __future__ import annotations
 
-import json
 import netrc
 import os
 import warnings

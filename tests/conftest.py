@@ -17,6 +17,18 @@ FIXTURE_CHORALES = ("bwv1.6", "bwv10.7", "bwv101.7", "bwv102.7", "bwv103.6", "bw
                     "bwv11.6", "bwv110.7", "bwv111.6", "bwv112.5", "bwv113.8")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models, batch-1 inference: one thread is as fast, and two spinning threads on a busy
+    2-core machine (other jobs, DDP test processes) cost seconds per step."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def chorale_folder(tmp_path_factory) -> Path:
     """A folder of real Bach chorales (4 voices, 4/4) exported to MIDI by music21 itself."""

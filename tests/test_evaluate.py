@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from rmvae.cli import main
 from rmvae.evaluation import load_checkpoint
@@ -17,14 +16,6 @@ from test_tasks import trained_checkpoint  # noqa: E402  (the shared tiny model)
 
 THESIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "thesis-samples"
 SEED, CONTINUE = 4, 4  # both test chorales (22 and 12 measures) are long enough
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

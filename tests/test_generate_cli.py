@@ -23,14 +23,6 @@ from test_tasks import trained_checkpoint  # noqa: E402  (the shared tiny model)
 SEED_STEPS = 6 * 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(chorale_folder, cache_dir, tmp_path_factory) -> str:
     return str(trained_checkpoint(chorale_folder, cache_dir, tmp_path_factory))

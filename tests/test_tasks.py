@@ -51,15 +51,6 @@ def trained_checkpoint(chorale_folder, cache_dir, tmp_path_factory) -> Path:
     return best
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Batch-1 inference; spinning torch threads on a busy machine cost seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def module(chorale_folder, cache_dir, tmp_path_factory):
     return load_checkpoint(trained_checkpoint(chorale_folder, cache_dir, tmp_path_factory))

@@ -12,7 +12,7 @@ import torch
 
 from rmvae.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig, apply_overrides
 from rmvae.data.datamodule import ChoraleDataModule
-from rmvae.module import RMVAEModule, TrainingDiverged, load_module
+from rmvae.module import TrainingDiverged, load_module
 from rmvae.train import train
 
 
