@@ -197,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"training seeds per arm, 0..N-1 (default {DEFAULT_SEEDS})")
     parser.add_argument("--launcher", default="local", choices=LAUNCHER_CHOICES)
     parser.add_argument("--jobs", type=int, default=2, help="processes of local-parallel (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per run (default: all cores for local, cores/jobs for local-parallel)")
     parser.add_argument("--devices", type=int, default=1, help="train.devices of every run (DDP when > 1)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output root (default reports/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -222,8 +224,8 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
     args = build_parser().parse_args(argv)
     prog = "ablations/run.py"
     try:
-        if args.jobs < 1:
-            raise ConfigError(f"--jobs must be at least 1 (got {args.jobs})")
+        if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+            raise ConfigError(f"--jobs and --threads must be at least 1 (got {args.jobs}, {args.threads})")
         if args.devices > 1 and args.launcher == "local-parallel":
             raise ConfigError("--devices > 1 runs DDP inside each run; use --launcher local or slurm with it, "
                               "not local-parallel")
@@ -261,6 +263,7 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
     if run_fn is None and todo:  # the real trainer: parse the corpus once, here
         print(f"{prog}: corpus ready in {prepare_data(todo):.1f} s", flush=True)
     outcomes = launchers.launch(args.launcher, todo, grid_dir, run_fn=run_fn or run_one, jobs=args.jobs,
+                                threads=args.threads,
                                 slurm=_slurm_options(args))
     wall = time.perf_counter() - start
     for outcome in outcomes:

@@ -86,7 +86,8 @@ def plot_learning_curves(runs: pd.DataFrame, arms: list[str], folder: Path) -> l
         for axis, metric in zip(axes[0], metrics):
             data = runs[runs["metric"] == metric]
             sns.lineplot(data=data, x="step", y="value", hue="arm", hue_order=[a for a in arms if a in set(data["arm"])],
-                         estimator="mean", errorbar=t_errorbar, ax=axis)
+                         estimator="mean", errorbar=t_errorbar, ax=axis,
+                         marker="o" if data["step"].nunique() <= 20 else None)  # few points: show them
             axis.set_title(metric)
             axis.set_ylabel(name)
         figure.suptitle(f"{name}: mean over seeds, 95 % t-interval band")
@@ -95,9 +96,9 @@ def plot_learning_curves(runs: pd.DataFrame, arms: list[str], folder: Path) -> l
 
 
 def plot_final_metrics(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
-    """Point plot of every test metric (not the musical statistics) per arm, 95 % t-interval."""
-    data = final[~final["metric"].map(_is_music_stat) & ~final["metric"].str.startswith(BACH_PREFIX)] \
-        if not final.empty else final
+    """Point plot per arm (95 % t-interval) of every test metric with a higher/lower direction."""
+    judged = final["metric"].map(metric_direction).isin(["higher", "lower"]) if not final.empty else None
+    data = final[judged] if not final.empty else final
     if data.empty:
         return None
     grid = sns.catplot(data=data, x="arm", y="value", col="metric", kind="point", order=[a for a in arms if a in set(data["arm"])],
@@ -222,7 +223,8 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
         lines += ["| metric | better is | arm | reference mean [95 % CI] | arm mean [95 % CI] | "
                   "difference arm − ref [95 % CI] | excludes 0 | verdict |", "|---|---|---|---|---|---|---|---|"]
         indexed = summary.set_index(["arm", "metric"]) if not summary.empty else None
-        for _, row in paired.iterrows():
+        descriptive = sorted(set(paired.loc[paired["direction"] == "none", "metric"]))
+        for _, row in paired[paired["direction"] != "none"].iterrows():
             ref_stats = _summary_cell(indexed, reference, row["metric"])
             arm_stats = _summary_cell(indexed, row["arm"], row["metric"])
             compared = "" if row["compared"] == "value" else f" of {row['compared']}"
@@ -231,6 +233,10 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
             lines.append(f"| {row['metric']} | {DIRECTION_WORDS.get(row['direction'], row['direction'])} | "
                          f"`{row['arm']}` | {ref_stats} | {arm_stats} | {difference} | "
                          f"{'yes' if row['excludes_zero'] else 'no'} | {_verdict(row)} |")
+
+        if descriptive:
+            lines += ["", "Shown in the tables but not judged (no better direction, or no Bach value to be closer "
+                      "to): " + ", ".join(f"`{m}`" for m in descriptive) + "."]
 
     music = _music_table(summary, arms)
     if music:
@@ -272,6 +278,11 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
         lines.append(f"| `{row['arm']}` | {row['seed']} | [`{row['run_id']}`](runs/{row['run_id']}/) | {row['status']} | "
                      f"{'' if pd.isna(row['wandb_run_id']) else row['wandb_run_id']} | {_fmt(row['steps'], 6)} | "
                      f"{_fmt(row['train_seconds'], 3)} | {_fmt(row['eval_seconds'], 3)} |")
+    finished = status[status["status"] == "done"] if not status.empty else status
+    if not finished.empty:
+        lines += ["", f"Time of the {len(finished)} finished runs: training {finished['train_seconds'].sum():.0f} s, "
+                  f"evaluation {finished['eval_seconds'].sum():.0f} s in total (per run, summed; runs in "
+                  "parallel overlap, and a resumed run counts only its last session)."]
     lines += ["", "Tables: [runs.csv](runs.csv) (every run × step × metric), [final.csv](final.csv), "
               "[summary.csv](summary.csv), [paired.csv](paired.csv), [status.csv](status.csv).", ""]
     path = grid_dir / "report.md"
