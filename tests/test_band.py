@@ -203,7 +203,7 @@ def test_engine_plays_predictions_from_measure_offset():
 
 
 def test_slow_predictor_is_late_and_the_band_holds():
-    tempo = 4800.0  # a 50 ms measure
+    tempo = 2400.0  # a 100 ms measure
     clock = SimulatedClock()
     predictor = StubPredictor(delay=1.6 * measure_seconds(tempo), slow_from=2)
     engine = BandEngine(predictor, clock, file_player(8), 4, 0, (1, 2, 3), RANGE, tempo=tempo, n_measures=8)
@@ -219,7 +219,7 @@ def test_slow_predictor_is_late_and_the_band_holds():
 
 
 def test_always_late_band_stays_silent():
-    tempo = 4800.0
+    tempo = 2400.0
     predictor = StubPredictor(delay=1.2 * measure_seconds(tempo))
     report = BandEngine(predictor, SimulatedClock(), file_player(5), 4, 0, (1, 2, 3), RANGE, tempo=tempo,
                         n_measures=5).run()

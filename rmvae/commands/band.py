@@ -191,6 +191,9 @@ def _play(args, module, player, score, voice: int, band_voices: list[int], progr
     def progress(measure: int, status: str) -> None:
         print(f"measure {measure + 1:4d}  band {status:9s}  late so far {engine.report.late}", file=sys.stderr)
 
+    if output is None and not args.headless:
+        print("rmvae band: no --output-port: the band plays silently" + ("" if args.record else " and nothing is recorded"),
+              file=sys.stderr)
     count_in = args.count_in if args.count_in is not None else (1 if input_port is not None else 0)
     clock = SimulatedClock() if args.headless else RealClock()
     engine = BandEngine(predictor, clock, player, n_voices, voice, band_voices, pitch_range, tempo,
