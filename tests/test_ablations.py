@@ -378,11 +378,11 @@ def test_submitit_timeout_requeues_and_resumes(tmp_path, train_log, monkeypatch)
 
     from ablations.launchers import SubmititRun
 
-    monkeypatch.setenv("FAKE_STEP_SECONDS", "0.6")  # 4 steps + start-up > the 3 s time limit
+    monkeypatch.setenv("FAKE_STEP_SECONDS", "1.5")  # 8 steps + start-up > the 10 s time limit
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), str(TESTS)]))
-    config = apply_overrides(Config(), {"train.max_steps": 4, "train.wandb": False})
+    config = apply_overrides(Config(), {"train.max_steps": 8, "train.wandb": False})
     executor = LocalExecutor(tmp_path / "submitit", max_num_timeout=6)
-    executor.update_parameters(timeout_min=3 / 60, signal_delay_s=1)
+    executor.update_parameters(timeout_min=10 / 60, signal_delay_s=2)
     job = executor.submit(SubmititRun(FAKE_RUN), config.to_dict(), str(tmp_path / "run"), {"run_id": "r"})
     outcome = job.result()
     assert outcome["status"] == "done"
@@ -427,17 +427,15 @@ def test_kill_and_resume_trains_only_missing_runs(tmp_path, train_log):
 
 # ---------------------------------------------------------------- real trainer + evaluator (slow)
 
-REAL_ARGV = ["--grid", "harmony", "--seeds", "2", "--no-wandb", "--set", "train.max_steps=2",
+REAL_ARGV = ["--grid", "harmony", "--seeds", "2", "--no-wandb", "--threads", "1", "--set", "train.max_steps=2",
              "--set", "data.max_pieces=4", "--set", "train.limit_val_batches=2"]
 
 
 def _real_stack_available() -> bool:
-    try:
-        import rmvae.evaluation  # noqa: F401
-        import rmvae.train  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether the trainer and evaluator exist (found, not imported: importing torch is slow)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("rmvae.train", "rmvae.evaluation"))
 
 
 real_stack = pytest.mark.skipif(not _real_stack_available(), reason="rmvae.train / rmvae.evaluation not available")
