@@ -56,7 +56,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "data.seed": 0,
         "loss.n_subsets": 1,
         "train.max_epochs": 1000,  # the step budget below is what stops training
-        "train.max_steps": 64,  # 4 epochs of the 40 pieces (16 batches each)
+        "train.max_steps": 192,  # 12 epochs of the 40 pieces (16 batches of 32 windows each)
         "train.limit_val_batches": 0.25,  # validation is as costly as training on CPU
         "train.accelerator": "cpu",
         "train.log_every_n_steps": 4,
