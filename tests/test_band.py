@@ -28,15 +28,6 @@ OFFSET_MESSAGE = ("this checkpoint was trained with offset 1; the band player ne
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Batch-1 inference as the band runs it; two spinning threads on a busy 2-core machine cost seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def band_checkpoint(chorale_folder, cache_dir, tmp_path_factory):
     """A tiny model trained for a few steps with offset 2 (the band's setting)."""

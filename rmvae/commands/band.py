@@ -134,7 +134,7 @@ def run(args) -> int:
         raise UserError("--count-in must be ≥ 0")
 
     module = load_checkpoint(args.checkpoint)
-    n_voices, pitch_range, data = module.n_voices, module.pitch_range, module.config.data
+    n_voices, data = module.n_voices, module.config.data
     voice = parse_voice(args.voice, n_voices, "--voice")
     if args.band_voices:
         band_voices = sorted({parse_voice(v, n_voices, "--band-voices voice") for v in args.band_voices})
