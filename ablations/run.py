@@ -195,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="budget: quick (CPU, minutes) or full (thesis scale, GPUs); default quick")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                         help=f"training seeds per arm, 0..N-1 (default {DEFAULT_SEEDS})")
-    parser.add_argument("--launcher", default="local", choices=LAUNCHER_CHOICES)
+    parser.add_argument("--launcher", default="local", choices=LAUNCHER_CHOICES,
+                        help="local: one run after the other; local-parallel: --jobs processes (fastest for the "
+                             "quick profile on CPU); slurm: one submitit job per run, requeued on timeout")
     parser.add_argument("--jobs", type=int, default=2, help="processes of local-parallel (default 2)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per run (default: all cores for local, cores/jobs for local-parallel)")

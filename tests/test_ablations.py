@@ -498,3 +498,19 @@ def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
         resumed = pd.read_csv(out / "harmony" / f"{table}.csv")
         clean = pd.read_csv(real_grid / f"{table}.csv")
         pd.testing.assert_frame_equal(resumed, clean, check_exact=False, rtol=1e-5)
+
+
+def test_wandb_is_offline_unless_the_user_chose_or_logged_in(tmp_path, monkeypatch):
+    from ablations.run import configure_wandb_mode
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    configure_wandb_mode(enabled=True)
+    assert os.environ["WANDB_MODE"] == "offline"
+    monkeypatch.setenv("WANDB_MODE", "online")
+    configure_wandb_mode(enabled=True)
+    assert os.environ["WANDB_MODE"] == "online"
+    monkeypatch.delenv("WANDB_MODE")
+    configure_wandb_mode(enabled=False)
+    assert "WANDB_MODE" not in os.environ
