@@ -120,9 +120,14 @@ class RMVAEModule(L.LightningModule):
             output = self.model.from_experts(input_mu, input_logvar, term_mask, target_mu, target_logvar,
                                              known, sample=sample, reconstruct=reconstruct)
             recon_target = self.reconstruction(output.prediction, target, target_mask)  # all voices: fill them
-            present = term_mask.any(dim=-1).float()  # (B, T): measures with a voice of this subset
-            kl = (losses.kl_divergence(output.post_mu, output.post_logvar) * present).sum(dim=1)
-            kl = kl + losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
+            # The target's KL is against the temporal model's prediction, in every term. The input
+            # measures' KL (against N(0, I)) is paired with their reconstruction, so it is counted
+            # once, in the full-set term: counting it in every subset term without the matching
+            # reconstruction pulled every posterior onto the prior (posterior collapse).
+            kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
+            if name == "full":
+                present = term_mask.any(dim=-1).float()  # (B, T): measures with a voice present
+                kl = kl + (losses.kl_divergence(output.post_mu, output.post_logvar) * present).sum(dim=1)
             term = recon_target + beta * kl
             if reconstruct:
                 recon_inputs = self.reconstruction(output.recon, inputs, term_mask)
