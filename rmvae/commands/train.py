@@ -91,5 +91,8 @@ def run(args) -> int:
         raise UserError(str(error)) from None
     except NoUsableFilesError as error:
         raise UserError(str(error)) from None
-    print(json.dumps(result))
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
+        print(json.dumps(result))
     return 0
