@@ -16,7 +16,8 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from rmvae.config import STEPS_PER_MEASURE, ModelConfig
-from rmvae.model.encoders import CONV_STRIDES, BiLSTMStack, conv_channels, conv_grid, fc_stack, relu_linear
+from rmvae.model.encoders import (CONV_STRIDES, BiLSTMStack, Dropout, conv_channels, conv_grid, fc_stack,
+                                  relu_linear)
 
 ENCODINGS = ("mono", "poly")
 
@@ -95,7 +96,7 @@ class ConvVoiceDecoder(_Heads):
             deconvs.append(nn.ConvTranspose2d(channels[i], channels[i + 1], 5, stride=stride, padding=2,
                                               output_padding=padding_out))
             if i < len(strides) - 1:
-                deconvs += [nn.ReLU(), nn.Dropout(config.dropout_rnn)]
+                deconvs += [nn.ReLU(), Dropout(config.dropout_rnn)]
         self.deconvs = nn.Sequential(*deconvs)
         out_features = self.grid[1]
         for _, feature_stride in CONV_STRIDES:

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from rmvae.config import STEPS_PER_MEASURE, ModelConfig
 from rmvae.model.decoders import ConvVoiceDecoder, VoiceDecoder, n_features
-from rmvae.model.encoders import ConvVoiceEncoder, VoiceEncoder
+from rmvae.model.encoders import ConvVoiceEncoder, VoiceEncoder, run_lstm
 from rmvae.model.poe import product_of_experts, recurrent_posteriors
 
 
@@ -140,7 +140,7 @@ class RMVAE(nn.Module):
         """Latents ``(B, T, Z)`` and mask ``(B, T, V)`` → the target measure's Gaussian ``(B, Z)`` each."""
         mask = mask.float()
         present = mask.amax(dim=-1, keepdim=True)  # (B, T, 1): left-padded empty measures carry no noise
-        h, _ = self.temporal(torch.cat([z * present, mask], dim=-1))  # (B, T, width)
+        h, _ = run_lstm(self.temporal, torch.cat([z * present, mask], dim=-1))  # (B, T, width)
         last = h[:, -1]
         return self.to_prior_mu(last), self.to_prior_logvar(last)
 
