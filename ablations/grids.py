@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmvae.config import Config, ConfigError, apply_overrides
+from rmvae.config import Config, ConfigError, apply_overrides, parse_overrides
 
 # Bump when the meaning of a grid, the baseline or a profile changes: output folders made
 # by another version are refused (grid.json) instead of silently mixed.
@@ -272,13 +272,7 @@ def _as_dict(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
         return {}
     if isinstance(overrides, dict):
         return dict(overrides)
-    pairs = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like section.key=value (e.g. model.z_dim=64)")
-        key, value = item.split("=", 1)
-        pairs[key.strip()] = value.strip()
-    return pairs
+    return parse_overrides(overrides)
 
 
 def _dotted(config: Config, key: str) -> Any:
