@@ -1,7 +1,8 @@
 """Training throughput of the RMVAE on CPU (issue 4): samples/s, FLOPs, share of peak, memory, bf16.
 
     OMP_NUM_THREADS=2 python benchmarks/train_throughput.py [--sizes small medium big] [--threads 2]
-        [--seconds 10] [--no-bf16] [--profile] [--accuracy [--accuracy-steps 300 --accuracy-seeds 0 1]]
+        [--seconds 10] [--no-bf16] [--recon-measures 2] [--profile]
+        [--accuracy [--accuracy-steps 300 --accuracy-seeds 0 1]]
 
 Setting: default widths, mono encoding, P = 54 pitches, 4 voices, 8 input measures, z_dim 32,
 batch 64, ``torch.set_num_threads(--threads)``. One subprocess per size, so its peak RSS
@@ -15,6 +16,13 @@ batch 64, ``torch.set_num_threads(--threads)``. One subprocess per size, so its 
   ``model_step`` in train mode + backward + Adam step (no gradient clipping, no logging).
 - **bf16**: the same under ``torch.autocast("cpu", dtype=torch.bfloat16)`` (what Lightning's
   ``--precision bf16-mixed`` does; parameters, gradients and Adam stay fp32).
+
+- **LSTM ceiling**: the share of the fp32 full-term step spent in the LSTM kernels (profiler),
+  and the samples/s the step would reach if everything else were free.
+- **recon k / recon off**: the fp32 full term with ``loss.recon_inputs_measures = k``
+  (``--recon-measures``: k random input measures per window decoded instead of all T, scaled
+  by T/k) and with ``loss.recon_inputs = false`` (only the target decoded, as in the original
+  model, whose FLOPs the reference numbers below correspond to).
 
 samples/s = batch / median step time (the median resists other jobs on a shared machine).
 
@@ -194,13 +202,13 @@ def measure_peak(sizes=(1024, 1536, 2048), dtype=None, seconds: float = 0.6) -> 
 # --- one size, in its own process -------------------------------------------------------------
 
 
-def _build(size: str):
+def _build(size: str, **loss):
     import torch
 
-    from rmvae.config import Config, ModelConfig, TrainConfig
+    from rmvae.config import Config, LossConfig, ModelConfig, TrainConfig
     from rmvae.module import RMVAEModule
 
-    config = Config(model=ModelConfig(size=size, z_dim=Z_DIM), train=TrainConfig(wandb=False))
+    config = Config(model=ModelConfig(size=size, z_dim=Z_DIM), loss=LossConfig(**loss), train=TrainConfig(wandb=False))
     info = {"encoding": "mono", "low": LOW, "high": LOW + PITCHES - 1, "n_voices": VOICES}
     module = RMVAEModule(config.to_dict(), info)
     assert module.model.n_pitches == PITCHES
@@ -265,7 +273,6 @@ def _counted_flops(module, batch, native_lstm: bool = False) -> tuple[int, dict[
 
 def _lstm_ops(module, batch) -> list[str]:
     """The aten operators that run the LSTMs (does the fused oneDNN kernel run, or the native cell loop?)."""
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -273,6 +280,25 @@ def _lstm_ops(module, batch) -> list[str]:
         loss.backward()
     module.zero_grad(set_to_none=True)
     return sorted({e.key for e in prof.key_averages() if "lstm" in e.key.lower() or "rnn" in e.key.lower()})
+
+
+def _lstm_share(module, batch, optimizer, bf16: bool) -> float:
+    """Share of one training step's self CPU time spent inside the LSTM kernels (forward + backward).
+
+    It bounds what any change outside the LSTMs can buy: samples/s ≤ measured / share.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _, _ = module.model_step(batch, "train")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    return sum(e.self_cpu_time_total for e in events if "rnn" in e.key.lower() or "lstm" in e.key.lower()) / total
 
 
 def _profile(module, batch, optimizer, bf16: bool, rows: int = 18) -> str:
@@ -294,7 +320,7 @@ def _profile(module, batch, optimizer, bf16: bool, rows: int = 18) -> str:
     return f"{table}\nLSTM kernels: {lstm / total:.0%} of self CPU time; {n_ops // 2} operator calls per step\n"
 
 
-def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool) -> dict:
+def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool, recon_measures: int = 0) -> dict:
     import torch
 
     torch.set_num_threads(threads)
@@ -323,6 +349,25 @@ def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool)
             result[f"rss_after_{mode}_{precision}_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["runs"] = runs
     _set_mode(module, "full")
+    result["lstm_share_full_fp32"] = _lstm_share(module, batch, optimizer, False)
+    # The same fp32 full term with fewer input measures decoded per window: k of T
+    # (loss.recon_inputs_measures = k), and none (loss.recon_inputs = false: the original's
+    # objective, which decoded only the target measure).
+    variants = {"recon_k": dict(recon_inputs_measures=recon_measures), "recon_off": dict(recon_inputs=False)}
+    decoded = {"recon_k": recon_measures + 1, "recon_off": 1}
+    for name, loss in variants.items():
+        if name == "recon_k" and not recon_measures:
+            continue
+        variant, _ = _build(size, **loss)
+        variant.load_state_dict(module.state_dict())
+        _set_mode(variant, "full")
+        times, other = _timed_steps(variant, batch, torch.optim.Adam(variant.parameters(), lr=1e-3), False, seconds)
+        result[f"flops_fwd_{name}"] = forward_flops(layers, BATCH * (MEASURES + 1), [BATCH * decoded[name]], 1)
+        runs[f"full_fp32_{name}"] = {"median_s": statistics.median(times), "mean_s": statistics.fmean(times),
+                                     "min_s": min(times), "steps": len(times), "other_cores": other,
+                                     "load": load_average()}
+        del variant
+    result["recon_measures"] = recon_measures
     torch.manual_seed(0)
     result["counted_full"], result["counted_full_ops"] = _counted_flops(module, batch)
     torch.manual_seed(0)
@@ -445,6 +490,31 @@ def report(results: list[dict], bf16: bool) -> str:
            if r["size"] in GOAL_PEAK_SHARE else "")
         for r in results))
     lines.append("")
+    lines.append("LSTM kernels (oneDNN forward + backward) in the fp32 full-term step, and the samples/s that step "
+                 "would reach if everything outside them took no time:")
+    for r in results:
+        share = r["lstm_share_full_fp32"]
+        sps = BATCH / r["runs"]["full_fp32"]["median_s"]
+        lines.append(f"  {r['size']:6s} {share:.0%} of self CPU time → at most {sps / share:.0f} samples/s "
+                     f"(goal {GOAL_SAMPLES[r['size']]})")
+    titles = {"recon_k": f"loss.recon_inputs_measures = {results[0].get('recon_measures')} (k random input measures "
+                         f"of {MEASURES} decoded per window, scaled by {MEASURES}/k)",
+              "recon_off": "loss.recon_inputs = false (only the target measure decoded: the original objective)"}
+    for name, title in titles.items():
+        rows = [r for r in results if f"full_fp32_{name}" in r["runs"]]
+        if not rows:
+            continue
+        lines.append("")
+        lines.append(f"full term fp32 with {title}:")
+        for r in rows:
+            run = r["runs"][f"full_fp32_{name}"]
+            sps = BATCH / run["median_s"]
+            gflop = 3 * r[f"flops_fwd_{name}"]["total"] / 1e9
+            achieved = gflop / run["median_s"]
+            lines.append(f"  {r['size']:6s} {sps:6.1f} samples/s (×{sps / (BATCH / r['runs']['full_fp32']['median_s']):.2f}"
+                         f" the default; goal {GOAL_SAMPLES[r['size']]}), {gflop:.1f} GFLOP/step, "
+                         f"{achieved:.1f} GFLOP/s = {achieved / r['peak']:.0%} of peak")
+    lines.append("")
     lines.append("FLOPs of one training step (GFLOP): analytic (matmuls only, ×3 forward) vs FlopCounterMode "
                  "(forward + backward, as run: oneDNN LSTM not counted | oneDNN off: ATen LSTM cells counted):")
     for r in results:
@@ -485,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement (≥ 3 steps)")
     parser.add_argument("--no-bf16", dest="bf16", action="store_false")
+    parser.add_argument("--recon-measures", type=int, default=2, metavar="K",
+                        help="also time the full term with loss.recon_inputs_measures=K (0: skip)")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler's top operators")
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="CORES",
@@ -501,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*TF32 acceleration on top of oneDNN.*")
 
     if args.worker:
-        print(json.dumps(run_size(args.worker, args.threads, args.seconds, args.bf16, args.profile)))
+        print(json.dumps(run_size(args.worker, args.threads, args.seconds, args.bf16, args.profile,
+                                  args.recon_measures)))
         return 0
 
     print(f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')} threads={args.threads} "
@@ -513,7 +586,8 @@ def main(argv: list[str] | None = None) -> int:
                 others = wait_for_quiet(args.wait_quiet)
                 print(f"  other processes: {others:.2f} cores (load {load_average()})", flush=True)
             command = [sys.executable, __file__, "--worker", size, "--threads", str(args.threads),
-                       "--seconds", str(args.seconds)] + ([] if args.bf16 else ["--no-bf16"]) \
+                       "--seconds", str(args.seconds), "--recon-measures", str(args.recon_measures)] \
+                + ([] if args.bf16 else ["--no-bf16"]) \
                 + (["--profile"] if args.profile else [])
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True)

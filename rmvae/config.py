@@ -117,6 +117,10 @@ class LossConfig:
     n_subsets: int = 2  # k random voice subsets in the sub-sampled ELBO
     recon_inputs: bool = True  # also reconstruct every input measure from its own z_t
     recon_inputs_weight: float = 1.0
+    # Decode only this many randomly chosen input measures per window in training (0 = all T),
+    # their sum scaled by T/k: an unbiased estimate of reconstructing every measure at about
+    # (k+1)/(T+1) of the decoder's cost (benchmarks/train_throughput.py). Validation decodes all.
+    recon_inputs_measures: int = 0
     kl_start: float = 0.01  # β = 0 until this share of training...
     kl_end: float = 0.4  # ...then rises linearly to 1 at this share
     scale: bool = True
@@ -131,6 +135,8 @@ class LossConfig:
             raise ConfigError(f"loss.kl_start={self.kl_start}, loss.kl_end={self.kl_end}: need 0 ≤ start ≤ end ≤ 1")
         if self.n_subsets < 0:
             raise ConfigError("loss.n_subsets must be ≥ 0")
+        if self.recon_inputs_measures < 0:
+            raise ConfigError("loss.recon_inputs_measures must be ≥ 0 (0 = reconstruct all input measures)")
         if len(self.harmony_weights) != 3:
             raise ConfigError("loss.harmony_weights needs three weights: semitone, tone, tritone")
 

@@ -20,7 +20,7 @@ from rmvae import losses
 from rmvae.config import Config
 from rmvae.data.encoding import PitchRange
 from rmvae.metrics import token_accuracy
-from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput
+from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, pick_measures
 
 
 class TrainingDiverged(RuntimeError):
@@ -71,6 +71,15 @@ class RMVAEModule(L.LightningModule):
                     terms.append(("subset", mask))
         return terms
 
+    def recon_measure_sample(self, batch_size: int, measures: int, device) -> Tensor | None:
+        """``(B, k)`` input measures to reconstruct this training step, drawn without replacement
+        per window (``loss.recon_inputs_measures``); None = all of them (also in validation)."""
+        k = self.config.loss.recon_inputs_measures
+        if not self.training or not self.config.loss.recon_inputs or k == 0 or k >= measures:
+            return None
+        # torch's global RNG, seeded by seed_everything: runs stay reproducible.
+        return torch.rand(batch_size, measures, device=device).argsort(dim=1)[:, :k]
+
     def reconstruction(self, decoded: Decoded, truth: Tensor, voice_mask: Tensor) -> Tensor:
         if self.encoding == "mono":
             return losses.mono_recon(decoded.pitch_logits, decoded.hold_logits, truth, voice_mask)
@@ -111,6 +120,7 @@ class RMVAEModule(L.LightningModule):
         logs: dict[str, Tensor] = {}
         total = torch.zeros((), device=self.device)
         full_output = None
+        recon_measures = self.recon_measure_sample(batch_size, measures, inputs.device)  # (B, k) or None
         for name, voices in self.elbo_masks(batch_size, inputs.device):
             term_mask = input_mask & voices  # (B, T, V)
             known = (target_mask & voices) if name != "full" else torch.zeros_like(target_mask)
@@ -118,7 +128,8 @@ class RMVAEModule(L.LightningModule):
             # once per subset would multiply the decoder cost by the number of terms.
             reconstruct = cfg.recon_inputs and name == "full"
             output = self.model.from_experts(input_mu, input_logvar, term_mask, target_mu, target_logvar,
-                                             known, sample=sample, reconstruct=reconstruct)
+                                             known, sample=sample, reconstruct=reconstruct,
+                                             recon_measures=recon_measures)
             recon_target = self.reconstruction(output.prediction, target, target_mask)  # all voices: fill them
             # The target's KL is against the temporal model's prediction, in every term. The input
             # measures' KL (against N(0, I)) is paired with their reconstruction, so it is counted
@@ -130,7 +141,12 @@ class RMVAEModule(L.LightningModule):
                 kl = kl + (losses.kl_divergence(output.post_mu, output.post_logvar) * present).sum(dim=1)
             term = recon_target + beta * kl
             if reconstruct:
-                recon_inputs = self.reconstruction(output.recon, inputs, term_mask)
+                if recon_measures is None:
+                    recon_inputs = self.reconstruction(output.recon, inputs, term_mask)
+                else:  # k of the T measures, scaled by T/k: unbiased for the sum over all T
+                    recon_inputs = self.reconstruction(output.recon, pick_measures(inputs, recon_measures),
+                                                       pick_measures(term_mask, recon_measures))
+                    recon_inputs = recon_inputs * (measures / recon_measures.shape[1])
                 term = term + cfg.recon_inputs_weight * recon_inputs
                 logs["recon_inputs"] = recon_inputs.mean()
             total = total + term.mean()

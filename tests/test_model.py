@@ -226,3 +226,77 @@ def test_overfit_one_batch():
             if accuracy > 0.95:
                 break
     assert accuracy > 0.95, f"token accuracy {accuracy:.3f} after {step + 1} steps (loss {loss.item():.2f})"
+
+
+def test_reconstructing_chosen_measures_equals_picking_from_all():
+    """``recon_measures`` decodes exactly the chosen measures' latents, in the given order."""
+    model = make_model().eval()
+    inputs, _ = random_inputs("mono", measures=4)
+    mask = torch.ones(B, 4, V)
+    chosen = torch.tensor([[3, 0], [1, 2]])  # (B, k)
+    with torch.inference_mode():
+        mu, logvar = model.encode(model.features(inputs))
+        full = model.from_experts(mu, logvar, mask, sample=False)
+        picked = model.from_experts(mu, logvar, mask, sample=False, recon_measures=chosen)
+    for b in range(B):
+        for j, t in enumerate(chosen[b].tolist()):
+            assert torch.allclose(picked.recon.pitch_logits[b, j], full.recon.pitch_logits[b, t], atol=1e-5)
+            assert torch.allclose(picked.recon.hold_logits[b, j], full.recon.hold_logits[b, t], atol=1e-5)
+    assert torch.allclose(picked.prediction.pitch_logits, full.prediction.pitch_logits, atol=1e-5)
+
+
+def test_sampled_input_reconstruction_is_unbiased(monkeypatch):
+    """With k = 1 of T measures, scaled by T, the average over the T possible draws is the full sum.
+
+    Exact enumeration instead of Monte Carlo: each draw is forced in turn; sampling, dropout and
+    the subset terms are switched off so that only the input-reconstruction term differs.
+    """
+    from rmvae.config import Config, LossConfig, ModelConfig as MC
+    from rmvae.module import RMVAEModule
+
+    measures = 4
+    config = Config(model=MC(size="small", z_dim=8, dropout_fc=0.0, dropout_rnn=0.0),
+                    loss=LossConfig(n_subsets=0, recon_inputs_measures=1))
+    torch.manual_seed(0)
+    module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
+    monkeypatch.setattr(module, "elbo_masks", lambda batch, device: [("full", torch.ones(V, dtype=torch.bool))])
+    inputs, target = random_inputs("mono", measures=measures, generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(B, measures, V, dtype=torch.bool)
+    mask[0, 0] = False  # a left-padded measure: it counts zero either way
+    batch = {"inputs": inputs, "input_mask": mask, "target": target, "target_mask": torch.ones(B, V, dtype=torch.bool)}
+    module.train()
+    module.model.from_experts = _no_sampling(module.model.from_experts)
+    with torch.no_grad():
+        monkeypatch.setattr(module, "recon_measure_sample", lambda *args: None)
+        _, full_logs, _ = module.model_step(batch, "train")
+        draws = []
+        for t in range(measures):
+            monkeypatch.setattr(module, "recon_measure_sample", lambda *args, t=t: torch.full((B, 1), t))
+            _, logs, _ = module.model_step(batch, "train")
+            draws.append(logs["recon_inputs"])
+    assert all(not torch.isclose(d, full_logs["recon_inputs"]) for d in draws)  # each draw alone is off...
+    assert torch.isclose(torch.stack(draws).mean(), full_logs["recon_inputs"], rtol=1e-5)  # ...their mean is not
+
+
+def _no_sampling(from_experts):
+    def wrapped(*args, **kwargs):
+        kwargs["sample"] = False
+        return from_experts(*args, **kwargs)
+    return wrapped
+
+
+def test_recon_measure_sample_draws_distinct_measures():
+    from rmvae.config import Config, LossConfig, ModelConfig as MC
+    from rmvae.module import RMVAEModule
+
+    config = Config(model=MC(size="small", z_dim=8), loss=LossConfig(recon_inputs_measures=3))
+    module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
+    module.train()
+    torch.manual_seed(0)
+    picks = module.recon_measure_sample(500, 8, "cpu")  # (500, 3)
+    assert picks.shape == (500, 3)
+    assert all(len(set(row)) == 3 for row in picks.tolist())  # without replacement
+    counts = torch.bincount(picks.flatten(), minlength=8).float()
+    assert counts.min() > 0.7 * 1500 / 8 and counts.max() < 1.3 * 1500 / 8  # uniform over the 8 measures
+    module.eval()
+    assert module.recon_measure_sample(500, 8, "cpu") is None  # validation reconstructs every measure

@@ -53,6 +53,12 @@ class RMVAEOutput:
     target_expert_logvar: Tensor | None = None
 
 
+def pick_measures(x: Tensor, measures: Tensor) -> Tensor:
+    """``x[b, measures[b]]`` for every sample: ``(B, T, ...)`` and indices ``(B, k)`` → ``(B, k, ...)``."""
+    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    return x[rows, measures]
+
+
 def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
     """z = μ + σ·ε with ε ~ N(0, I) (Kingma & Welling 2014)."""
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -202,7 +208,8 @@ class RMVAE(nn.Module):
 
     def from_experts(self, mu: Tensor, logvar: Tensor, input_mask: Tensor, target_expert_mu: Tensor | None = None,
                      target_expert_logvar: Tensor | None = None, target_mask: Tensor | None = None,
-                     sample: bool = True, reconstruct: bool = True) -> RMVAEOutput:
+                     sample: bool = True, reconstruct: bool = True,
+                     recon_measures: Tensor | None = None) -> RMVAEOutput:
         """The part of :meth:`forward` after the encoders, so the sub-sampled ELBO can encode once
         and run several voice subsets (masks) through it.
 
@@ -211,6 +218,8 @@ class RMVAE(nn.Module):
             input_mask: ``(B, T, V)``.
             target_expert_mu, target_expert_logvar: target-measure experts ``(B, V, Z)`` or None.
             target_mask: ``(B, V)`` known target voices, or None.
+            recon_measures: ``(B, k)`` indices of the input measures to reconstruct (None = all
+                T); ``recon`` then covers those k measures, in that order.
         """
         batch, measures, _ = input_mask.shape
         post_mu, post_logvar = self.posteriors(mu, logvar, input_mask)
@@ -225,9 +234,11 @@ class RMVAE(nn.Module):
         target_z = reparameterise(target_mu, target_logvar) if sample else target_mu  # (B, Z)
 
         if reconstruct:  # one decoder call per voice for the input measures and the target together
-            decoded = self.decode(torch.cat([rearrange(z, "b t z -> (b t) z"), target_z]))
-            n_inputs = batch * measures
-            recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, measures, *value.shape[1:])
+            z_recon = z if recon_measures is None else pick_measures(z, recon_measures)  # (B, T or k, Z)
+            decoded = self.decode(torch.cat([rearrange(z_recon, "b t z -> (b t) z"), target_z]))
+            n_recon = z_recon.shape[1]
+            n_inputs = batch * n_recon
+            recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, n_recon, *value.shape[1:])
                                for name, value in vars(decoded).items()})
             prediction = Decoded(**{name: None if value is None else value[n_inputs:]
                                     for name, value in vars(decoded).items()})
