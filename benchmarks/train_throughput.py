@@ -18,7 +18,8 @@ batch 64, ``torch.set_num_threads(--threads)``. One subprocess per size, so its 
   ``--precision bf16-mixed`` does; parameters, gradients and Adam stay fp32).
 
 - **LSTM ceiling**: the share of the fp32 full-term step spent in the LSTM kernels (profiler),
-  and the samples/s the step would reach if everything else were free.
+  the samples/s the step would reach if everything else were free, and the share of peak one
+  voice's encoder LSTM reaches alone on the same shapes (what bounds the step's share).
 - **recon k / recon off**: the fp32 full term with ``loss.recon_inputs_measures = k``
   (``--recon-measures``: k random input measures per window decoded instead of all T, scaled
   by T/k) and with ``loss.recon_inputs = false`` (only the target decoded, as in the original
@@ -282,6 +283,30 @@ def _lstm_ops(module, batch) -> list[str]:
     return sorted({e.key for e in prof.key_averages() if "lstm" in e.key.lower() or "rnn" in e.key.lower()})
 
 
+def lstm_kernel_rate(module, seconds: float = 2.0) -> float:
+    """fp32 GFLOP/s of voice 0's encoder LSTM alone (forward + backward) on the full term's shapes.
+
+    One voice's note LSTM over its B·(T+1) measures × 16 steps, the call the model makes: the
+    share of peak this reaches bounds the share any step made of these calls can reach.
+    """
+    import torch
+
+    stack = module.model.encoders[0].note_lstm
+    width = stack.lstms[0].input_size
+    x = torch.randn(BATCH * (MEASURES + 1), STEPS, width, requires_grad=True)
+    layers = module.config.model.layers()
+    flops = 3 * _lstm(BATCH * (MEASURES + 1), STEPS, width, layers["note_lstm"], True)[0]
+    fastest, started, reps = float("inf"), time.perf_counter(), 0
+    while reps < 3 or time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        out, _ = stack(x)
+        out.sum().backward()
+        fastest = min(fastest, time.perf_counter() - t0)
+        reps += 1
+    module.zero_grad(set_to_none=True)
+    return flops / fastest / 1e9
+
+
 def _lstm_share(module, batch, optimizer, bf16: bool) -> float:
     """Share of one training step's self CPU time spent inside the LSTM kernels (forward + backward).
 
@@ -350,6 +375,7 @@ def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool,
     result["runs"] = runs
     _set_mode(module, "full")
     result["lstm_share_full_fp32"] = _lstm_share(module, batch, optimizer, False)
+    result["lstm_kernel_gflops"] = lstm_kernel_rate(module)
     # The same fp32 full term with fewer input measures decoded per window: k of T
     # (loss.recon_inputs_measures = k), and none (loss.recon_inputs = false: the original's
     # objective, which decoded only the target measure).
@@ -361,12 +387,14 @@ def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool,
         variant, _ = _build(size, **loss)
         variant.load_state_dict(module.state_dict())
         _set_mode(variant, "full")
-        times, other = _timed_steps(variant, batch, torch.optim.Adam(variant.parameters(), lr=1e-3), False, seconds)
+        variant_optimizer = torch.optim.Adam(variant.parameters(), lr=1e-3)
         result[f"flops_fwd_{name}"] = forward_flops(layers, BATCH * (MEASURES + 1), [BATCH * decoded[name]], 1)
-        runs[f"full_fp32_{name}"] = {"median_s": statistics.median(times), "mean_s": statistics.fmean(times),
-                                     "min_s": min(times), "steps": len(times), "other_cores": other,
-                                     "load": load_average()}
-        del variant
+        for precision in (("fp32", "bf16") if bf16 and name == "recon_k" else ("fp32",)):
+            times, other = _timed_steps(variant, batch, variant_optimizer, precision == "bf16", seconds)
+            runs[f"full_{precision}_{name}"] = {"median_s": statistics.median(times), "mean_s": statistics.fmean(times),
+                                                "min_s": min(times), "steps": len(times), "other_cores": other,
+                                                "load": load_average()}
+        del variant, variant_optimizer
     result["recon_measures"] = recon_measures
     torch.manual_seed(0)
     result["counted_full"], result["counted_full_ops"] = _counted_flops(module, batch)
@@ -495,8 +523,10 @@ def report(results: list[dict], bf16: bool) -> str:
     for r in results:
         share = r["lstm_share_full_fp32"]
         sps = BATCH / r["runs"]["full_fp32"]["median_s"]
+        kernel = r["lstm_kernel_gflops"]
         lines.append(f"  {r['size']:6s} {share:.0%} of self CPU time → at most {sps / share:.0f} samples/s "
-                     f"(goal {GOAL_SAMPLES[r['size']]})")
+                     f"(goal {GOAL_SAMPLES[r['size']]}); one voice's encoder LSTM alone (fwd + bwd): "
+                     f"{kernel:.0f} GFLOP/s = {kernel / r['peak']:.0%} of peak")
     titles = {"recon_k": f"loss.recon_inputs_measures = {results[0].get('recon_measures')} (k random input measures "
                          f"of {MEASURES} decoded per window, scaled by {MEASURES}/k)",
               "recon_off": "loss.recon_inputs = false (only the target measure decoded: the original objective)"}
@@ -511,9 +541,12 @@ def report(results: list[dict], bf16: bool) -> str:
             sps = BATCH / run["median_s"]
             gflop = 3 * r[f"flops_fwd_{name}"]["total"] / 1e9
             achieved = gflop / run["median_s"]
-            lines.append(f"  {r['size']:6s} {sps:6.1f} samples/s (×{sps / (BATCH / r['runs']['full_fp32']['median_s']):.2f}"
-                         f" the default; goal {GOAL_SAMPLES[r['size']]}), {gflop:.1f} GFLOP/step, "
-                         f"{achieved:.1f} GFLOP/s = {achieved / r['peak']:.0%} of peak")
+            line = (f"  {r['size']:6s} {sps:6.1f} samples/s (×{sps / (BATCH / r['runs']['full_fp32']['median_s']):.2f}"
+                    f" the default; goal {GOAL_SAMPLES[r['size']]}), {gflop:.1f} GFLOP/step, "
+                    f"{achieved:.1f} GFLOP/s = {achieved / r['peak']:.0%} of peak")
+            if f"full_bf16_{name}" in r["runs"]:
+                line += f"; bf16-mixed {BATCH / r['runs'][f'full_bf16_{name}']['median_s']:.1f} samples/s"
+            lines.append(line)
     lines.append("")
     lines.append("FLOPs of one training step (GFLOP): analytic (matmuls only, ×3 forward) vs FlopCounterMode "
                  "(forward + backward, as run: oneDNN LSTM not counted | oneDNN off: ATen LSTM cells counted):")
