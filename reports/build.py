@@ -30,7 +30,7 @@ import pandas as pd
 import seaborn as sns
 
 from ablations import atomic_write_text
-from ablations.aggregate import (BACH_PREFIX, aggregate, metric_direction, read_grid, reference_key, t_critical,
+from ablations.aggregate import (aggregate, metric_direction, read_grid, reference_key, t_critical,
                                  t_errorbar)
 
 TABLES = ("runs", "final", "summary", "paired", "status")

@@ -123,6 +123,9 @@ class LossConfig:
     recon_inputs_measures: int = 0
     kl_start: float = 0.01  # β = 0 until this share of training...
     kl_end: float = 0.4  # ...then rises linearly to 1 at this share
+    # Nats per latent dimension of each input measure (batch mean) the KL does not penalise
+    # (free bits, Kingma et al. 2016); 0 = off, the thesis's objective.
+    free_bits: float = 0.0
     scale: bool = True
     scale_weight: float = 0.1
     rhythm: bool = True
@@ -135,6 +138,8 @@ class LossConfig:
             raise ConfigError(f"loss.kl_start={self.kl_start}, loss.kl_end={self.kl_end}: need 0 ≤ start ≤ end ≤ 1")
         if self.n_subsets < 0:
             raise ConfigError("loss.n_subsets must be ≥ 0")
+        if self.free_bits < 0:
+            raise ConfigError("loss.free_bits must be ≥ 0 (0 = off)")
         if self.recon_inputs_measures < 0:
             raise ConfigError("loss.recon_inputs_measures must be ≥ 0 (0 = reconstruct all input measures)")
         if len(self.harmony_weights) != 3:

@@ -76,20 +76,34 @@ def poly_recon(activation_logits: Tensor, duration: Tensor, target: Tensor, voic
 
 
 def kl_divergence(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None,
-                  prior_logvar: Tensor | None = None) -> Tensor:
+                  prior_logvar: Tensor | None = None, per_dim: bool = False) -> Tensor:
     """KL(N(mu, e^logvar) ‖ N(prior_mu, e^prior_logvar)) summed over Z; the prior defaults to N(0, I).
 
     KL = ½ Σ_z [log σ_p² − log σ_q² + (σ_q² + (μ_q − μ_p)²) / σ_p² − 1].
 
     Returns:
-        ``(...,)``: the input shape without its last (Z) dimension.
+        ``(...,)``: the input shape without its last (Z) dimension; with ``per_dim`` the
+        terms of the sum, ``(..., Z)``.
     """
     if prior_mu is None:
         prior_mu = torch.zeros_like(mu)
     if prior_logvar is None:
         prior_logvar = torch.zeros_like(logvar)
     kl = 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) * torch.exp(-prior_logvar) - 1)
-    return kl.sum(dim=-1)
+    return kl if per_dim else kl.sum(dim=-1)
+
+
+def free_bits_excess(kl_per_dim: Tensor, free_bits: float) -> Tensor:
+    """What free bits (Kingma et al. 2016) add to a KL penalty: Σ max(λ, m) − m over dimensions.
+
+    ``m`` is the batch mean of each latent dimension's KL (``kl_per_dim (B, ..., Z)``, averaged
+    over B). Added to the batch-mean KL it turns the penalty into Σ max(λ, m): a dimension
+    whose average KL is under λ nats costs a constant λ, so its gradient vanishes and the
+    encoder can put that much information into it for free, which keeps the KL term from
+    erasing the latents (posterior collapse) before the decoders have learnt to use them.
+    """
+    mean = kl_per_dim.mean(dim=0)
+    return torch.relu(free_bits - mean).sum()
 
 
 def kl_weight(step: int, total_steps: int, start: float = 0.01, end: float = 0.4) -> float:

@@ -136,9 +136,14 @@ class RMVAEModule(L.LightningModule):
             # once, in the full-set term: counting it in every subset term without the matching
             # reconstruction pulled every posterior onto the prior (posterior collapse).
             kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
+            free_bits = torch.zeros((), device=self.device)
             if name == "full":
                 present = term_mask.any(dim=-1).float()  # (B, T): measures with a voice present
-                kl = kl + (losses.kl_divergence(output.post_mu, output.post_logvar) * present).sum(dim=1)
+                input_kl = losses.kl_divergence(output.post_mu, output.post_logvar, per_dim=True)  # (B, T, Z)
+                input_kl = input_kl * present.unsqueeze(-1)
+                kl = kl + input_kl.sum(dim=(1, 2))
+                if cfg.free_bits > 0:
+                    free_bits = losses.free_bits_excess(input_kl, cfg.free_bits)
             term = recon_target + beta * kl
             if reconstruct:
                 if recon_measures is None:
@@ -149,7 +154,7 @@ class RMVAEModule(L.LightningModule):
                     recon_inputs = recon_inputs * (measures / recon_measures.shape[1])
                 term = term + cfg.recon_inputs_weight * recon_inputs
                 logs["recon_inputs"] = recon_inputs.mean()
-            total = total + term.mean()
+            total = total + term.mean() + beta * free_bits
             logs["recon"] = logs.get("recon", 0) + recon_target.mean()
             logs["kl"] = logs.get("kl", 0) + kl.mean()
             if name == "full":

@@ -492,8 +492,8 @@ def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"{len(done_before)} already done" in result.stdout
     assert result.stdout.count(" done in ") == 4 - len(done_before)  # only the missing runs trained
-    for run_id, mtime in done_before.items():  # finished runs were not touched
-        assert (runs_dir / run_id / "DONE").stat().st_mtime_ns == mtime
+    for finished, mtime in done_before.items():  # finished runs were not touched
+        assert (runs_dir / finished / "DONE").stat().st_mtime_ns == mtime
     for table in ("final", "summary", "paired"):
         resumed = pd.read_csv(out / "harmony" / f"{table}.csv")
         clean = pd.read_csv(real_grid / f"{table}.csv")

@@ -176,3 +176,16 @@ def test_music_losses_are_differentiable():
              + losses.harmony_loss(pc, (0.01, 0.01, 0.01))).sum()
     total.backward()
     assert torch.isfinite(pitch_logits.grad).all() and pitch_logits.grad.abs().sum() > 0
+
+
+def test_free_bits_hand_example():
+    """Two samples, two dimensions, λ = 0.5: batch means 0.2 and 1.5 → the penalty Σ max(λ, m) = 0.5 + 1.5."""
+    kl = torch.tensor([[0.1, 2.0], [0.3, 1.0]], requires_grad=True)
+    excess = losses.free_bits_excess(kl, 0.5)
+    assert excess.item() == pytest.approx(0.3)
+    penalty = kl.sum(dim=-1).mean() + excess
+    assert penalty.item() == pytest.approx(2.0)
+    penalty.backward()
+    # The dimension under λ costs a constant: no gradient; the other one keeps its batch-mean gradient.
+    assert torch.allclose(kl.grad, torch.tensor([[0.0, 0.5], [0.0, 0.5]]))
+    assert losses.free_bits_excess(kl, 0.0).item() == 0.0
