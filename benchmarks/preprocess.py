@@ -30,10 +30,7 @@ COLD_GOAL_S, WARM_GOAL_S = 60.0, 1.0
 
 
 def _load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,10 +67,7 @@ STEPS = 16
 
 
 def load_average() -> str:
-    try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "n/a"
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def busy_cpu_seconds() -> float:
@@ -232,7 +229,8 @@ def _set_mode(module, mode: str) -> None:
 
 
 def _timed_steps(module, batch, optimizer, bf16: bool, seconds: float, warmup: int = 2,
-                 min_steps: int = 3) -> list[float]:
+                 min_steps: int = 3) -> dict:
+    """Median / mean / min seconds of a training step, and the cores other processes used meanwhile."""
     import torch
 
     def step():
@@ -250,7 +248,8 @@ def _timed_steps(module, batch, optimizer, bf16: bool, seconds: float, warmup: i
             t0 = time.perf_counter()
             step()
             times.append(time.perf_counter() - t0)
-    return times, load.cores
+    return {"median_s": statistics.median(times), "mean_s": statistics.fmean(times), "min_s": min(times),
+            "steps": len(times), "other_cores": load.cores, "load": load_average()}
 
 
 def _counted_flops(module, batch, native_lstm: bool = False) -> tuple[int, dict[str, int]]:
@@ -272,15 +271,32 @@ def _counted_flops(module, batch, native_lstm: bool = False) -> tuple[int, dict[
     return counter.get_total_flops(), per_op
 
 
-def _lstm_ops(module, batch) -> list[str]:
-    """The aten operators that run the LSTMs (does the fused oneDNN kernel run, or the native cell loop?)."""
+def _is_lstm(event) -> bool:
+    """A profiler event of the LSTM kernels (oneDNN's ``mkldnn_rnn_layer``, ``aten::lstm``, their backward)."""
+    return "lstm" in event.key.lower() or "rnn" in event.key.lower()
+
+
+def _profiled_steps(module, batch, optimizer, bf16: bool, steps: int = 1):
+    """``torch.profiler``'s per-operator averages over ``steps`` training steps."""
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        loss, _, _ = module.model_step(batch, "train")
-        loss.backward()
-    module.zero_grad(set_to_none=True)
-    return sorted({e.key for e in prof.key_averages() if "lstm" in e.key.lower() or "rnn" in e.key.lower()})
+        for _ in range(steps):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss, _, _ = module.model_step(batch, "train")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return prof.key_averages()
+
+
+def _lstm_share(events) -> float:
+    """Share of the self CPU time spent inside the LSTM kernels (forward + backward).
+
+    It bounds what any change outside the LSTMs can buy: samples/s ≤ measured / share.
+    """
+    return sum(e.self_cpu_time_total for e in events if _is_lstm(e)) / sum(e.self_cpu_time_total for e in events)
 
 
 def lstm_kernel_rate(module, seconds: float = 2.0) -> float:
@@ -307,42 +323,11 @@ def lstm_kernel_rate(module, seconds: float = 2.0) -> float:
     return flops / fastest / 1e9
 
 
-def _lstm_share(module, batch, optimizer, bf16: bool) -> float:
-    """Share of one training step's self CPU time spent inside the LSTM kernels (forward + backward).
-
-    It bounds what any change outside the LSTMs can buy: samples/s ≤ measured / share.
-    """
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, _, _ = module.model_step(batch, "train")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    return sum(e.self_cpu_time_total for e in events if "rnn" in e.key.lower() or "lstm" in e.key.lower()) / total
-
-
 def _profile(module, batch, optimizer, bf16: bool, rows: int = 18) -> str:
-    import torch
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(2):
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss, _, _ = module.model_step(batch, "train")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events)
-    lstm = sum(e.self_cpu_time_total for e in events if "lstm" in e.key.lower() or "rnn" in e.key.lower())
+    events = _profiled_steps(module, batch, optimizer, bf16, steps=2)
+    table = events.table(sort_by="self_cpu_time_total", row_limit=rows)
     n_ops = sum(e.count for e in events)
-    return f"{table}\nLSTM kernels: {lstm / total:.0%} of self CPU time; {n_ops // 2} operator calls per step\n"
+    return f"{table}\nLSTM kernels: {_lstm_share(events):.0%} of self CPU time; {n_ops // 2} operator calls per step\n"
 
 
 def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool, recon_measures: int = 0) -> dict:
@@ -360,21 +345,18 @@ def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool,
     result["n_terms"] = n_terms
     result["rss_built_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["flops_fwd"] = {mode: step_flops(layers, mode, n_terms) for mode in ("full", "sub")}
-    result["lstm_ops"] = _lstm_ops(module, batch)
-
     optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
     runs = {}
     for mode in ("full", "sub"):
         _set_mode(module, mode)
         for precision in (("fp32", "bf16") if bf16 else ("fp32",)):
-            times, other = _timed_steps(module, batch, optimizer, precision == "bf16", seconds)
-            runs[f"{mode}_{precision}"] = {"median_s": statistics.median(times), "mean_s": statistics.fmean(times),
-                                           "min_s": min(times), "steps": len(times), "other_cores": other,
-                                           "load": load_average()}
+            runs[f"{mode}_{precision}"] = _timed_steps(module, batch, optimizer, precision == "bf16", seconds)
             result[f"rss_after_{mode}_{precision}_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result["runs"] = runs
     _set_mode(module, "full")
-    result["lstm_share_full_fp32"] = _lstm_share(module, batch, optimizer, False)
+    events = _profiled_steps(module, batch, optimizer, False)
+    result["lstm_share_full_fp32"] = _lstm_share(events)
+    result["lstm_ops"] = sorted({e.key for e in events if _is_lstm(e)})  # which kernels ran: oneDNN or ATen cells
     result["lstm_kernel_gflops"] = lstm_kernel_rate(module)
     # The same fp32 full term with fewer input measures decoded per window: k of T
     # (loss.recon_inputs_measures = k), and none (loss.recon_inputs = false: the original's
@@ -390,10 +372,8 @@ def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool,
         variant_optimizer = torch.optim.Adam(variant.parameters(), lr=1e-3)
         result[f"flops_fwd_{name}"] = forward_flops(layers, BATCH * (MEASURES + 1), [BATCH * decoded[name]], 1)
         for precision in (("fp32", "bf16") if bf16 and name == "recon_k" else ("fp32",)):
-            times, other = _timed_steps(variant, batch, variant_optimizer, precision == "bf16", seconds)
-            runs[f"full_{precision}_{name}"] = {"median_s": statistics.median(times), "mean_s": statistics.fmean(times),
-                                                "min_s": min(times), "steps": len(times), "other_cores": other,
-                                                "load": load_average()}
+            runs[f"full_{precision}_{name}"] = _timed_steps(variant, batch, variant_optimizer, precision == "bf16",
+                                                            seconds)
         del variant, variant_optimizer
     result["recon_measures"] = recon_measures
     torch.manual_seed(0)

@@ -136,7 +136,7 @@ class RMVAEModule(L.LightningModule):
             # once, in the full-set term: counting it in every subset term without the matching
             # reconstruction pulled every posterior onto the prior (posterior collapse).
             kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
-            free_bits = torch.zeros((), device=self.device)
+            free_bits = 0.0
             if name == "full":
                 present = term_mask.any(dim=-1).float()  # (B, T): measures with a voice present
                 input_kl = losses.kl_divergence(output.post_mu, output.post_logvar, per_dim=True)  # (B, T, Z)
@@ -146,12 +146,11 @@ class RMVAEModule(L.LightningModule):
                     free_bits = losses.free_bits_excess(input_kl, cfg.free_bits)
             term = recon_target + beta * kl
             if reconstruct:
-                if recon_measures is None:
-                    recon_inputs = self.reconstruction(output.recon, inputs, term_mask)
-                else:  # k of the T measures, scaled by T/k: unbiased for the sum over all T
-                    recon_inputs = self.reconstruction(output.recon, pick_measures(inputs, recon_measures),
-                                                       pick_measures(term_mask, recon_measures))
-                    recon_inputs = recon_inputs * (measures / recon_measures.shape[1])
+                truth, truth_mask, scale = inputs, term_mask, 1.0
+                if recon_measures is not None:  # k of the T measures, scaled by T/k: unbiased for the sum over all T
+                    truth, truth_mask = pick_measures(inputs, recon_measures), pick_measures(term_mask, recon_measures)
+                    scale = measures / recon_measures.shape[1]
+                recon_inputs = self.reconstruction(output.recon, truth, truth_mask) * scale
                 term = term + cfg.recon_inputs_weight * recon_inputs
                 logs["recon_inputs"] = recon_inputs.mean()
             total = total + term.mean() + beta * free_bits
