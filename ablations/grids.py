@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmvae.config import Config, ConfigError, apply_overrides, parse_overrides
+from rmvae.config import PROFILES, THESIS_DESIGN, Config, profile_overrides, ConfigError, apply_overrides, parse_overrides
 
 # Bump when the meaning of a grid, the baseline or a profile changes: output folders made
 # by another version are refused (grid.json) instead of silently mixed.
@@ -33,7 +33,12 @@ BASELINE_ARM = "baseline"  # name of the shared arm in the `all` grid
 # so that a change of Config defaults cannot silently move the baseline.
 BASELINE: dict[str, Any] = {
     "data.encoding": "mono",
-    "model.encoder": "rnn",
+    "model.kind": "rmvae",
+    "model.encoder": "conv",
+    "model.temporal_input": "experts",
+    "model.latent_prior": "temporal",
+    "model.decoder_context": True,
+    "loss.target_posterior": True,
     "data.transpose": True,
     "model.size": "medium",
     "model.rpoe": True,
@@ -42,35 +47,6 @@ BASELINE: dict[str, Any] = {
     "loss.harmony": True,
     "data.n_measures": 8,
     "data.offset": 1,
-}
-
-# Budgets. `quick` must finish the harmony grid (2 arms × 3 seeds) in under 10 minutes on
-# 2 CPU cores including evaluation. Measured on 2 idle cores (taskset): 4.0 min with
-# `--launcher local-parallel --jobs 2` (≈68 s training + 3 s evaluation per run, one thread
-# each), ≈7.5 min with the sequential `local` launcher. `full` is the thesis-scale budget for
-# GPUs (one epoch of the medium model ≈20 s on an H100, so ≈15 min per run).
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {
-        "model.size": "small",  # SPEC §7: small in the quick profile...
-        "model.width_scale": 0.25,  # ...with every width scaled down together
-        "model.z_dim": 16,
-        "data.max_pieces": 40,  # training pieces; val/test stay whole
-        "data.batch_size": 32,
-        "data.seed": 0,
-        "loss.n_subsets": 1,
-        "train.max_epochs": 1000,  # the step budget below is what stops training
-        "train.max_steps": 192,  # 12 epochs of the 40 pieces (16 batches of 32 windows each)
-        "train.limit_val_batches": 0.25,  # validation is as costly as training on CPU
-        "train.accelerator": "cpu",
-        "train.log_every_n_steps": 4,
-    },
-    "full": {
-        "model.size": "medium",
-        "data.batch_size": 64,
-        "data.seed": 0,
-        "train.max_epochs": 50,  # thesis: 50 epochs
-        "train.max_steps": -1,
-    },
 }
 
 # grid → arm → overrides. Arm names are unique across grids so that `all` is a plain union.
@@ -92,11 +68,21 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "harmony_on": {"loss.harmony": True},
         "harmony_off": {"loss.harmony": False},
     },
-    "rpoe": {
-        "rpoe_on": {"model.rpoe": True},
-        "rpoe_off": {"model.rpoe": False},
+    "rpoe": {  # RPoE is a form of the N(0, I)-prior posterior; the default's temporal prior replaces it
+        "temporal_prior": {"model.latent_prior": "temporal"},
+        "rpoe_on": {"model.latent_prior": "standard", "model.rpoe": True},
+        "rpoe_off": {"model.latent_prior": "standard", "model.rpoe": False},
+    },
+    "objective": {  # the default design against the thesis's (README, "The objective")
+        "default_design": {key: BASELINE[key] for key in THESIS_DESIGN},
+        "thesis_design": dict(THESIS_DESIGN),
     },
 }
+
+# Trained in every grid beside its arms, same seeds, split and budget: the direct predictor
+# (no latents) that every arm's next-measure NLL is compared with (README, "Baselines").
+DIRECT_ARM = "direct_predictor"
+DIRECT_OVERRIDES: dict[str, Any] = {"model.kind": "direct"}
 GRID_CHOICES: tuple[str, ...] = (*GRIDS, "all")
 
 # Keys that make runs comparable: the data split and the training budget. Arms may not set
@@ -223,8 +209,7 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
     """
     if grid not in GRID_CHOICES:
         raise ConfigError(f"unknown grid {grid!r}; choose one of {', '.join(GRID_CHOICES)}")
-    if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    profile_settings = profile_overrides(profile)
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1 (got {seeds}); 3 or more give a usable interval")
     if devices < 1:
@@ -236,7 +221,7 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         raise ConfigError(f"override(s) {varied} are what grid {grid!r} varies; drop them or pick another grid")
     if "train.seed" in user:
         raise ConfigError("train.seed is set per run from --seeds; use --seeds N instead")
-    base_overrides = {**BASELINE, **PROFILES[profile], **user, "train.devices": devices, "train.wandb": wandb}
+    base_overrides = {**BASELINE, **profile_settings, **user, "train.devices": devices, "train.wandb": wandb}
     base = apply_overrides(Config(), base_overrides)
 
     arm_configs = {arm: apply_overrides(base, arm_overrides) for arm, arm_overrides in grid_arms.items()}
@@ -252,6 +237,8 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         if len(same_as_base) != 1:  # every grid must contain the baseline as one arm
             raise ConfigError(f"grid {grid!r} has {len(same_as_base)} arms equal to the baseline; expected one")
         reference = same_as_base[0]
+    arms[DIRECT_ARM] = dict(DIRECT_OVERRIDES)
+    arm_configs[DIRECT_ARM] = apply_overrides(base, DIRECT_OVERRIDES)
 
     runs = []
     for arm, arm_config in arm_configs.items():

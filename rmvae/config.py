@@ -81,20 +81,44 @@ class DataConfig:
 class ModelConfig:
     """Architecture of the RMVAE (SPEC §2)."""
 
+    # "rmvae": the latent-variable model; "direct": the same encoders, temporal LSTM and
+    # decoders with no latent at all (the decoder reads the temporal state), trained on the
+    # next-measure NLL alone: the baseline that says what the latents add.
+    kind: str = "rmvae"
     size: str = "medium"
-    encoder: str = "rnn"  # "rnn" (FC → BiLSTM → FC) or "conv" (5×5 convolutions)
+    encoder: str = "conv"  # "conv" (5×5 convolutions) or "rnn" (FC → BiLSTM → FC, the thesis's)
     z_dim: int = 32
     width_scale: float = 1.0  # multiplies every preset width (quick profile shrinks models)
-    rpoe: bool = True  # posterior of measure t is an expert at t+1
+    # What the temporal LSTM reads per measure: "experts", every voice's expert mean side by side
+    # (deterministic, so the KL cannot shut the path from the past to the prediction), or
+    # "latents", a sample of the measure's PoE posterior (the thesis's).
+    temporal_input: str = "experts"
+    # Each measure's posterior: "temporal", the product of the temporal model's prediction
+    # (from the measures before it) and its voice experts, KL taken against that prediction
+    # (a VRNN, Chung et al. 2015); "standard", the PoE/RPoE of the experts with N(0, I), KL
+    # against N(0, I) (the thesis's).
+    latent_prior: str = "temporal"
+    decoder_context: bool = True  # the decoders also read the temporal state (thesis: z only)
+    rpoe: bool = True  # posterior of measure t is an expert at t+1 (latent_prior="standard" only)
     rpoe_readd_prior: bool = False  # reproduce the original: N(0, I) re-added at every measure
     dropout_fc: float = 1e-2
     dropout_rnn: float = 1e-3
 
     def __post_init__(self):
+        _check_choice("model.kind", self.kind, {"rmvae", "direct"})
         _check_choice("model.size", self.size, set(SIZES))
         _check_choice("model.encoder", self.encoder, {"rnn", "conv"})
+        _check_choice("model.temporal_input", self.temporal_input, {"experts", "latents"})
+        _check_choice("model.latent_prior", self.latent_prior, {"temporal", "standard"})
         if self.z_dim < 1 or self.width_scale <= 0:
             raise ConfigError("model.z_dim must be ≥ 1 and model.width_scale > 0")
+        if self.latent_prior == "temporal" and self.temporal_input == "latents":
+            raise ConfigError("model.latent_prior='temporal' needs model.temporal_input='experts' (a prior "
+                              "predicted from sampled latents would make every measure wait for the one before); "
+                              "use model.latent_prior='standard' with temporal_input='latents' (the thesis design)")
+        if self.kind == "direct" and (self.temporal_input != "experts" or not self.decoder_context):
+            raise ConfigError("model.kind='direct' has no latents: it needs model.temporal_input='experts' "
+                              "and model.decoder_context=true")
 
     def layers(self) -> dict[str, Any]:
         """Layer widths of the preset, scaled by ``width_scale`` (at least 4 units each)."""
@@ -123,6 +147,13 @@ class LossConfig:
     recon_inputs_measures: int = 0
     kl_start: float = 0.01  # β = 0 until this share of training...
     kl_end: float = 0.4  # ...then rises linearly to 1 at this share
+    # The full-set term's target latent: inferred from the target itself (the PoE of the
+    # temporal prediction and every target voice's expert, KL against the prediction: an ELBO
+    # of the next measure) or, False, drawn from the prediction alone (the thesis's).
+    target_posterior: bool = True
+    # Importance samples of the next-measure NLL estimate (val/nll, test/nll) that selects
+    # checkpoints and compares arms with the baselines (Burda et al. 2016).
+    nll_samples: int = 16
     # Nats per latent dimension of each input measure (batch mean) the KL does not penalise
     # (free bits, Kingma et al. 2016); 0 = off, the thesis's objective.
     free_bits: float = 0.0
@@ -138,6 +169,8 @@ class LossConfig:
             raise ConfigError(f"loss.kl_start={self.kl_start}, loss.kl_end={self.kl_end}: need 0 ≤ start ≤ end ≤ 1")
         if self.n_subsets < 0:
             raise ConfigError("loss.n_subsets must be ≥ 0")
+        if self.nll_samples < 1:
+            raise ConfigError("loss.nll_samples must be ≥ 1")
         if self.free_bits < 0:
             raise ConfigError("loss.free_bits must be ≥ 0 (0 = off)")
         if self.recon_inputs_measures < 0:
@@ -199,6 +232,65 @@ class Config:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+
+# Training budgets, shared by `rmvae train --profile` and the ablation grids (SPEC §7).
+# `quick` must finish the harmony grid (2 arms and the direct baseline × 3 seeds) in under
+# 10 minutes on 2 CPU cores including evaluation, and select checkpoints on the whole
+# validation split. `cpu` is the budget that reaches a verdict on 2 CPU cores (about 15–20
+# minutes a run, the whole training split). `full` is the thesis-scale budget for GPUs (one
+# epoch of the medium model ≈20 s on an H100, so ≈15 min per run).
+PROFILES: dict[str, dict[str, Any]] = {
+    "quick": {
+        "model.size": "small",  # SPEC §7: small in the quick profile...
+        "model.width_scale": 0.25,  # ...with every width scaled down together
+        "model.z_dim": 16,
+        "data.max_pieces": 40,  # training pieces; val/test stay whole
+        "data.batch_size": 32,
+        "data.seed": 0,
+        "loss.n_subsets": 1,
+        "train.max_epochs": 1000,  # the step budget below is what stops training
+        "train.max_steps": 192,  # 12 epochs of the 40 pieces (16 batches of 32 windows each)
+        "train.limit_val_batches": 1.0,
+        "train.accelerator": "cpu",
+        "train.log_every_n_steps": 4,
+    },
+    "cpu": {
+        "model.size": "small",
+        "data.batch_size": 64,
+        "data.seed": 0,
+        "loss.recon_inputs_measures": 2,
+        "train.max_epochs": 1000,
+        "train.max_steps": 1500,
+        "train.accelerator": "cpu",
+        "train.log_every_n_steps": 10,
+    },
+    "full": {
+        "model.size": "medium",
+        "data.batch_size": 64,
+        "data.seed": 0,
+        "train.max_epochs": 50,  # thesis: 50 epochs
+        "train.max_steps": -1,
+    },
+}
+
+
+def profile_overrides(name: str) -> dict[str, Any]:
+    """The overrides of a training profile; an unknown name is a ConfigError naming the valid ones."""
+    if name not in PROFILES:
+        raise ConfigError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}")
+    return dict(PROFILES[name])
+
+
+# The thesis's design as overrides of the defaults above: RNN encoders, the temporal LSTM over
+# sampled PoE/RPoE latents, N(0, I) priors, z-only decoders, the target drawn from the
+# prediction. The `objective` grid keeps it reproducible as one arm (README, "The objective").
+THESIS_DESIGN: dict[str, Any] = {
+    "model.encoder": "rnn",
+    "model.temporal_input": "latents",
+    "model.latent_prior": "standard",
+    "model.decoder_context": False,
+    "loss.target_posterior": False,
+}
 
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
 

@@ -6,6 +6,8 @@ Shapes follow the legend in :mod:`rmvae.model`.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -91,6 +93,11 @@ def kl_divergence(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None,
         prior_logvar = torch.zeros_like(logvar)
     kl = 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) * torch.exp(-prior_logvar) - 1)
     return kl if per_dim else kl.sum(dim=-1)
+
+
+def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """log N(z; mu, e^logvar) summed over the last (Z) dimension; broadcasts over leading ones."""
+    return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(dim=-1)
 
 
 def free_bits_excess(kl_per_dim: Tensor, free_bits: float) -> Tensor:

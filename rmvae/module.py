@@ -10,7 +10,9 @@ one whose reconstruction NLL (``val/recon_nll``) selects checkpoints and compare
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
+import math
 
 import lightning as L
 import torch
@@ -20,7 +22,11 @@ from rmvae import losses
 from rmvae.config import Config
 from rmvae.data.encoding import PitchRange
 from rmvae.metrics import token_accuracy
-from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, pick_measures
+from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, pick_measures, reparameterise
+
+
+NLL_SEED = 0  # noise of the importance-weighted NLL estimate, fixed so evaluations repeat exactly
+ACTIVE_UNIT_VARIANCE = 0.01  # Burda et al. 2016's threshold
 
 
 class TrainingDiverged(RuntimeError):
@@ -49,6 +55,7 @@ class RMVAEModule(L.LightningModule):
         self.encoding = encoding_info["encoding"]
         self.model = RMVAE(self.config.model, self.n_voices, self.pitch_range.n_pitches, self.encoding)
         self._last_finite: dict[str, float] = {}
+        self._unit_sums: Tensor | None = None  # (3, Z): count, Σ shift, Σ shift² over the eval epoch
 
     # --- the objective ------------------------------------------------------------------------
 
@@ -106,6 +113,11 @@ class RMVAEModule(L.LightningModule):
         return losses.kl_weight(self.global_step, total, self.config.loss.kl_start, self.config.loss.kl_end)
 
     def model_step(self, batch: dict, stage: str) -> tuple[Tensor, dict[str, Tensor], RMVAEOutput]:
+        """The training objective and its logs; returns (loss, logs, the pure prediction's output).
+
+        The returned output predicts the target from the past alone (no target voice known):
+        accuracy and the music terms read it, whatever the full-set term infers its latent from.
+        """
         inputs, input_mask = batch["inputs"], batch["input_mask"].bool()  # (B, T, V, S[, P, 2]), (B, T, V)
         target, target_mask = batch["target"], batch["target_mask"].bool()  # (B, V, S[, P, 2]), (B, V)
         batch_size, measures, _ = input_mask.shape
@@ -115,32 +127,42 @@ class RMVAEModule(L.LightningModule):
         mu, logvar = self.model.encode(features)  # (B, T+1, V, Z)
         input_mu, input_logvar = mu[:, :measures], logvar[:, :measures]
         target_mu, target_logvar = mu[:, measures], logvar[:, measures]
-        beta = self.beta()
         cfg = self.config.loss
         logs: dict[str, Tensor] = {}
+        if not self.model.has_latents:  # direct predictor: the next-measure NLL is the whole objective
+            output = self.model.from_experts(input_mu, input_logvar, input_mask, sample=sample, reconstruct=False)
+            nll = self.reconstruction(output.prediction, target, target_mask)
+            logs.update(recon_nll=nll.mean(), recon=nll.mean())
+            total = nll.mean() + self.music_loss(output, inputs, input_mask, target, target_mask, logs)
+            logs["loss"] = total
+            return total, logs, output
+        beta = self.beta()
         total = torch.zeros((), device=self.device)
         full_output = None
         recon_measures = self.recon_measure_sample(batch_size, measures, inputs.device)  # (B, k) or None
         for name, voices in self.elbo_masks(batch_size, inputs.device):
+            full = name == "full"
             term_mask = input_mask & voices  # (B, T, V)
-            known = (target_mask & voices) if name != "full" else torch.zeros_like(target_mask)
+            # Full-set term: the target's latent from the prediction alone (thesis) or from the
+            # target too (an ELBO of the next measure); subset terms know the subset's voices.
+            known = target_mask & voices if not full or cfg.target_posterior else torch.zeros_like(target_mask)
             # Input measures are reconstructed in the full-set term only: decoding all T measures
             # once per subset would multiply the decoder cost by the number of terms.
-            reconstruct = cfg.recon_inputs and name == "full"
+            reconstruct = cfg.recon_inputs and full
             output = self.model.from_experts(input_mu, input_logvar, term_mask, target_mu, target_logvar,
                                              known, sample=sample, reconstruct=reconstruct,
                                              recon_measures=recon_measures)
             recon_target = self.reconstruction(output.prediction, target, target_mask)  # all voices: fill them
             # The target's KL is against the temporal model's prediction, in every term. The input
-            # measures' KL (against N(0, I)) is paired with their reconstruction, so it is counted
-            # once, in the full-set term: counting it in every subset term without the matching
-            # reconstruction pulled every posterior onto the prior (posterior collapse).
+            # measures' KL is paired with their reconstruction, so it is counted once, in the
+            # full-set term: counting it in every subset term without the matching reconstruction
+            # pulled every posterior onto the prior (posterior collapse).
             kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
+            logs[f"kl_target_{name}"] = logs.get(f"kl_target_{name}", 0) + kl.mean()
             free_bits = 0.0
-            if name == "full":
-                present = term_mask.any(dim=-1).float()  # (B, T): measures with a voice present
-                input_kl = losses.kl_divergence(output.post_mu, output.post_logvar, per_dim=True)  # (B, T, Z)
-                input_kl = input_kl * present.unsqueeze(-1)
+            if full:
+                input_kl = self.input_kl(output, term_mask)  # (B, T, Z)
+                logs["kl_inputs"] = input_kl.sum(dim=(1, 2)).mean()
                 kl = kl + input_kl.sum(dim=(1, 2))
                 if cfg.free_bits > 0:
                     free_bits = losses.free_bits_excess(input_kl, cfg.free_bits)
@@ -156,13 +178,43 @@ class RMVAEModule(L.LightningModule):
             total = total + term.mean() + beta * free_bits
             logs["recon"] = logs.get("recon", 0) + recon_target.mean()
             logs["kl"] = logs.get("kl", 0) + kl.mean()
-            if name == "full":
+            if full:
                 full_output = output
-                logs["recon_nll"] = recon_target.mean()
-        # Music losses on the completion (full-set) prediction; logged even when their weight is 0.
+                logs["recon_full_term"] = recon_target.mean()
+        prediction = self.pure_prediction(full_output, known_target=cfg.target_posterior)
+        # Single-sample NLL of the prediction from the past alone (the prior's mean in evaluation).
+        logs["recon_nll"] = self.reconstruction(prediction.prediction, target, target_mask).mean()
+        total = total + self.music_loss(prediction, inputs, input_mask, target, target_mask, logs)
+        logs["loss"] = total
+        logs["beta"] = torch.tensor(beta)
+        return total, logs, prediction
+
+    def input_kl(self, output: RMVAEOutput, mask: Tensor) -> Tensor:
+        """KL of every present input measure's posterior against its prior (N(0, I) or the
+        temporal prediction), per dimension ``(B, T, Z)``; measures with no voice count 0."""
+        present = mask.any(dim=-1).float().unsqueeze(-1)  # (B, T, 1)
+        kl = losses.kl_divergence(output.post_mu, output.post_logvar, output.input_prior_mu,
+                                  output.input_prior_logvar, per_dim=True)
+        return kl * present
+
+    def pure_prediction(self, output: RMVAEOutput, known_target: bool) -> RMVAEOutput:
+        """The full-set output, or — when its target latent was inferred from the target — the
+        same past decoded from the prediction alone (a sample in training, the mean otherwise)."""
+        if not known_target:
+            return output
+        z = reparameterise(output.prior_mu, output.prior_logvar) if self.training else output.prior_mu
+        return dataclasses.replace(output, target_mu=output.prior_mu, target_logvar=output.prior_logvar,
+                                   target_z=z, prediction=self.model.decode(z, output.state))
+
+    def music_loss(self, output: RMVAEOutput, inputs: Tensor, input_mask: Tensor, target: Tensor,
+                   target_mask: Tensor, logs: dict[str, Tensor]) -> Tensor:
+        """Weighted scale, rhythm and harmony terms of the predicted measure (all logged, weight 0 or not)."""
+        cfg = self.config.loss
         truth = torch.cat([inputs, target.unsqueeze(1)], dim=1)
         truth_mask = torch.cat([input_mask, target_mask.unsqueeze(1)], dim=1)
-        music = {k: v.mean() for k, v in self.music_terms(full_output.prediction, truth, truth_mask).items()}
+        music = {k: v.mean() for k, v in self.music_terms(output.prediction, truth, truth_mask).items()}
+        logs.update(music)
+        total = torch.zeros((), device=truth.device)
         if cfg.scale:
             total = total + cfg.scale_weight * music["scale"]
         if cfg.rhythm:
@@ -170,10 +222,38 @@ class RMVAEModule(L.LightningModule):
         if cfg.harmony:
             for weight, key in zip(cfg.harmony_weights, ("harmony_semitone", "harmony_tone", "harmony_tritone")):
                 total = total + weight * music[key]
-        logs.update(music)
-        logs["loss"] = total
-        logs["beta"] = torch.tensor(beta)
-        return total, logs, full_output
+        return total
+
+    @torch.no_grad()
+    def predictive_nll(self, batch: dict, n_samples: int, generator: torch.Generator) -> Tensor:
+        """Importance-weighted estimate of −log p(target | past) per window ``(B,)`` (Burda et al. 2016).
+
+        The past is encoded deterministically (posterior means, as generation does), so the
+        model's predictive distribution is p(x) = ∫ p(z | past) p(x | z, past) dz; with the
+        proposal q(z) = the temporal prediction ⊗ every present target voice's expert,
+
+            −log p(x) ≈ −log (1/K) Σ_k p(x | z_k) p(z_k) / q(z_k),   z_k ~ q,
+
+        which is an upper bound for every K, tightens as K grows and equals the exact NLL for a
+        direct model (no latent). Same nats per target measure as the baselines' NLL.
+        """
+        inputs, input_mask = batch["inputs"], batch["input_mask"].bool()
+        target, target_mask = batch["target"], batch["target_mask"].bool()
+        if not self.model.has_latents:
+            output = self.model(inputs, input_mask, sample=False, reconstruct=False)
+            return self.reconstruction(output.prediction, target, target_mask)
+        output = self.model(inputs, input_mask, target, target_mask, sample=False, reconstruct=False)
+        q_mu, q_logvar = output.target_mu, output.target_logvar  # (B, Z)
+        eps = torch.randn((n_samples, *q_mu.shape), generator=generator, device="cpu").to(q_mu)  # (K, B, Z)
+        z = q_mu + torch.exp(0.5 * q_logvar) * eps
+        decoded = self.model.decode(z, output.state.expand(n_samples, *output.state.shape))
+        expand = lambda x: x.expand(n_samples, *x.shape).reshape(-1, *x.shape[1:])  # noqa: E731
+        flat = Decoded(**{k: None if v is None else v.reshape(-1, *v.shape[2:]) for k, v in vars(decoded).items()})
+        log_lik = -self.reconstruction(flat, expand(target), expand(target_mask)).reshape(n_samples, -1)  # (K, B)
+        log_prior = losses.gaussian_log_density(z, output.prior_mu, output.prior_logvar)
+        log_q = losses.gaussian_log_density(z, q_mu, q_logvar)
+        log_weights = log_lik + log_prior - log_q
+        return -(torch.logsumexp(log_weights, dim=0) - math.log(n_samples))
 
     # --- metrics --------------------------------------------------------------------------
 
@@ -239,7 +319,46 @@ class RMVAEModule(L.LightningModule):
         logs.update(self.accuracy_logs(output, batch))
         logs.update(self.baseline_logs(batch))
         logs.update(self.fill_logs(batch, batch_idx))
+        # The same noise for every checkpoint and arm: the estimate is a function of the weights.
+        generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
+        logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, generator).mean()
+        self._accumulate_units(output, batch["input_mask"].bool())
         self._log_all(stage, logs, batch["inputs"].shape[0])
+
+    def _accumulate_units(self, output: RMVAEOutput, mask: Tensor) -> None:
+        """Sums for the active-unit count: what the data moves each input posterior mean away
+        from its prior's mean, over every present measure of the epoch."""
+        if output.post_mu is None:
+            return
+        shift = output.post_mu if output.input_prior_mu is None else output.post_mu - output.input_prior_mu
+        present = mask.any(dim=-1)  # (B, T)
+        shift = shift[present].double()  # (N, Z)
+        sums = torch.stack([shift.new_full(shift.shape[1:], float(len(shift))), shift.sum(0), (shift ** 2).sum(0)])
+        self._unit_sums = sums if self._unit_sums is None else self._unit_sums + sums
+
+    def _log_active_units(self, stage: str) -> None:
+        """Active units (Burda et al. 2016): latent dimensions whose posterior mean varies over
+        the data by more than 0.01 (here: its shift from the prior mean, which is the posterior
+        mean itself under an N(0, I) prior). Zero means every encoder is switched off."""
+        sums, self._unit_sums = self._unit_sums, None
+        if sums is None:
+            return
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum") if self._trainer is not None else sums
+        count, total, squares = sums
+        variance = squares / count - (total / count) ** 2
+        self.log(f"{stage}/active_units", float((variance > ACTIVE_UNIT_VARIANCE).sum()), sync_dist=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._unit_sums = None
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_active_units("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._unit_sums = None
+
+    def on_test_epoch_end(self) -> None:
+        self._log_active_units("test")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, batch_idx, "val")

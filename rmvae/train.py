@@ -1,7 +1,7 @@
 """Train one RMVAE run from a :class:`~rmvae.config.Config` into a run folder.
 
 The run folder holds ``config.json``, ``metrics.csv`` (Lightning's CSVLogger, always on),
-``checkpoints/best.ckpt`` (lowest ``val/recon_nll``: the completion NLL, comparable across
+``checkpoints/best.ckpt`` (lowest ``val/nll``: the importance-weighted next-measure NLL, comparable across
 ablation arms, unlike the total loss) and ``checkpoints/last.ckpt``. A folder that already has
 ``last.ckpt`` resumes from it. Weights & Biases logs the same numbers (offline unless the user
 has logged in). The same code runs on CPU, one GPU, or DDP over ``train.devices`` processes.
@@ -25,7 +25,7 @@ from rmvae.module import RMVAEModule, TrainingDiverged
 
 __all__ = ["train", "TrainingDiverged", "wandb_mode"]
 
-MONITOR = "val/recon_nll"
+MONITOR = "val/nll"
 
 
 def wandb_mode() -> str:

@@ -148,7 +148,7 @@ def test_cached_predictor_equals_re_encoding():
         mask = np.array([True, measure >= 2, measure >= 2, measure >= 3])
         cached.push(tokens, mask)
         naive.push(tokens, mask)
-        (mu_c, logvar_c), (mu_n, logvar_n) = cached.latent(), naive.latent()
+        (mu_c, logvar_c, _), (mu_n, logvar_n, _) = cached.latent(), naive.latent()
         assert torch.allclose(mu_c, mu_n, atol=1e-5) and torch.allclose(logvar_c, logvar_n, atol=1e-5)
         assert np.array_equal(cached.predict(), naive.predict())
     assert (cached.predict()[0] == RANGE.rest).all()  # the player's voice is not decoded

@@ -61,12 +61,14 @@ class _Predictor:
         return torch.stack([fill] * missing + list(rows)).unsqueeze(0)
 
     @torch.inference_mode()
-    def decode(self, z: Tensor) -> np.ndarray:
-        """Latent ``(1, Z)`` → tokens ``(V, S)``: the band voices decoded, rests elsewhere.
+    def decode(self, z: Tensor | None, state: Tensor | None = None) -> np.ndarray:
+        """Latent ``(1, Z)`` (and temporal state ``(1, W)``) → tokens ``(V, S)``: the band voices
+        decoded, rests elsewhere.
 
         Only the band voices' decoders run (the player's part of that measure is the player's).
         """
-        outputs = [self.model.decoders[v](z) for v in self.band_voices]
+        x = self.model.decoder_input(z, state)
+        outputs = [self.model.decoders[v](x) for v in self.band_voices]
         decoded = Decoded(pitch_logits=torch.stack([o[0] for o in outputs], dim=1),  # (1, Vb, S, P+1)
                           hold_logits=torch.stack([o[1] for o in outputs], dim=1))  # (1, Vb, S)
         band = self.model.decode_tokens(decoded, self.temperature, self.top_k, self.generator)[0]  # (Vb, S)
@@ -79,8 +81,8 @@ class _Predictor:
 
     def predict(self) -> np.ndarray:
         """Tokens ``(V, S)`` of the measure ``offset`` after the last pushed one."""
-        prior_mu, _ = self.latent()
-        return self.decode(prior_mu)
+        prior_mu, _, state = self.latent()
+        return self.decode(prior_mu, state)
 
 
 class CachedPredictor(_Predictor):
@@ -143,8 +145,9 @@ class CachedPredictor(_Predictor):
         self.n_pushed += 1
 
     @torch.inference_mode()
-    def latent(self) -> tuple[Tensor, Tensor]:
-        """The predicted Gaussian ``(1, Z)`` of the target measure from the cached window."""
+    def latent(self) -> tuple[Tensor | None, Tensor | None, Tensor]:
+        """The predicted Gaussian ``(1, Z)`` of the target measure from the cached window and the
+        temporal state ``(1, W)`` (see :meth:`RMVAE.predict_from_experts`)."""
         mu = self._pad(list(self.mu), self._zeros)  # (1, T, V, Z)
         logvar = self._pad(list(self.logvar), self._zeros)
         mask = self._pad(list(self.mask), self._absent)  # (1, T, V)
@@ -169,7 +172,7 @@ class NaivePredictor(_Predictor):
         self.n_pushed += 1
 
     @torch.inference_mode()
-    def latent(self) -> tuple[Tensor, Tensor]:
+    def latent(self) -> tuple[Tensor | None, Tensor | None, Tensor]:
         tokens = self._pad(list(self.tokens), self._rest)  # (1, T, V, S)
         mask = self._pad(list(self.mask), self._absent)  # (1, T, V)
         mu, logvar = self.model.encode(self.model.features(tokens))  # (1, T, V, Z)

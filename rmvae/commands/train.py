@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rmvae.config import Config, apply_overrides
+from rmvae.config import PROFILES, Config, apply_overrides, profile_overrides
 
 FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
     "source": "data.source", "transpose": "data.transpose", "offset": "data.offset", "encoding": "data.encoding",
@@ -25,6 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = __doc__.split("\n\n", 1)[1]
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
     parser.add_argument("--config", help="a config.json to start from (e.g. another run's)")
+    parser.add_argument("--profile", choices=list(PROFILES),
+                        help="a training budget shared with the ablation grids: quick (minutes, tiny model), "
+                             "cpu (≈15–20 min on 2 cores, reaches a verdict), full (thesis scale, GPU); "
+                             "flags and --section.key=value still override it")
     parser.add_argument("--source", help="'bach' or a folder of MIDI files")
     parser.add_argument("--size", choices=["small", "medium", "big"])
     parser.add_argument("--encoder", choices=["rnn", "conv"])
@@ -58,6 +62,8 @@ def config_from_args(args, extra: list[str]) -> Config:
         if not path.is_file():
             raise UserError(f"config file '{path}' does not exist")
         config = Config.from_dict(json.loads(path.read_text()))
+    if args.profile:
+        config = apply_overrides(config, profile_overrides(args.profile))
     overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
     if args.scale_rhythm is not None:
         overrides["loss.scale"] = overrides["loss.rhythm"] = args.scale_rhythm

@@ -1,4 +1,5 @@
-"""Per-voice measure decoders: a latent ``(N, Z)`` → one voice's measure as logits (SPEC §2.6).
+"""Per-voice measure decoders: a latent ``(N, Z)`` (and the temporal state, when the model's
+decoders read it) → one voice's measure as logits (SPEC §2.6).
 
 Both decoders mirror their encoders and end in the heads of the encoding:
 
@@ -52,13 +53,13 @@ class _Heads(nn.Module):
 class VoiceDecoder(_Heads):
     """RNN decoder: z → FC (reversed measure FC) → 16 frames (layer-normed) → bidirectional LSTM → per-frame FC → heads."""
 
-    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int):
+    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
         super().__init__()
         layers = config.layers()
         measure_widths = tuple(reversed(layers["measure_fc"]))
         frame_widths = tuple(reversed(layers["frame_fc"]))
         self.frame_size = frame_widths[0]
-        self.measure_fc = fc_stack(config.z_dim, measure_widths, config.dropout_fc)
+        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
         self.to_frames = nn.Linear(measure_widths[-1], STEPS_PER_MEASURE * self.frame_size)
         # Normalised frames keep the LSTM's gates out of saturation whatever the latent's scale
         # (before β rises nothing pins z to N(0, I)); without it training stalls.
@@ -78,14 +79,14 @@ class VoiceDecoder(_Heads):
 class ConvVoiceDecoder(_Heads):
     """Conv decoder: z → FC → transposed 5×5 convolutions back to a (16, F') image → per-frame FC → heads."""
 
-    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int):
+    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
         super().__init__()
         layers = config.layers()
         measure_widths = tuple(reversed(layers["measure_fc"]))
         frame_widths = tuple(reversed(layers["frame_fc"]))
         channels = tuple(reversed(conv_channels(config))) + (1,)
         self.grid = conv_grid(n_features(encoding, n_pitches))  # (4, ⌈F/8⌉)
-        self.measure_fc = fc_stack(config.z_dim, measure_widths, config.dropout_fc)
+        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
         self.to_grid = nn.Sequential(relu_linear(measure_widths[-1], channels[0] * self.grid[0] * self.grid[1]),
                                      nn.ReLU())
         deconvs: list[nn.Module] = []

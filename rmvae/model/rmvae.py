@@ -39,16 +39,19 @@ class RMVAEOutput:
 
     expert_mu: Tensor  # (B, T, V, Z) per-voice experts of the input measures
     expert_logvar: Tensor
-    post_mu: Tensor  # (B, T, Z) PoE (or RPoE) posterior of every input measure
-    post_logvar: Tensor
-    z: Tensor  # (B, T, Z) sampled (or mean) input latents
-    prior_mu: Tensor  # (B, Z) temporal model's Gaussian for the target measure
-    prior_logvar: Tensor
-    target_mu: Tensor  # (B, Z) target posterior: prior ⊗ known target voices
-    target_logvar: Tensor
-    target_z: Tensor  # (B, Z)
-    recon: Decoded | None  # over (B, T, ...): each input measure from its own z_t (None if not asked)
-    prediction: Decoded  # over (B, ...): the target measure from target_z
+    state: Tensor  # (B, W) temporal state after the last input measure
+    prediction: Decoded | None  # over (B, ...): the target measure from target_z (and state)
+    post_mu: Tensor | None = None  # (B, T, Z) posterior of every input measure (None: direct model)
+    post_logvar: Tensor | None = None
+    z: Tensor | None = None  # (B, T, Z) sampled (or mean) input latents
+    input_prior_mu: Tensor | None = None  # (B, T, Z) temporal prior of each input measure (None: N(0, I))
+    input_prior_logvar: Tensor | None = None
+    prior_mu: Tensor | None = None  # (B, Z) temporal model's Gaussian for the target measure
+    prior_logvar: Tensor | None = None
+    target_mu: Tensor | None = None  # (B, Z) target posterior: prior ⊗ known target voices
+    target_logvar: Tensor | None = None
+    target_z: Tensor | None = None  # (B, Z)
+    recon: Decoded | None = None  # over (B, T, ...): each input measure from its own z_t (None if not asked)
     target_expert_mu: Tensor | None = None  # (B, V, Z) experts of the target measure, if it was given
     target_expert_logvar: Tensor | None = None
 
@@ -59,6 +62,12 @@ def pick_measures(x: Tensor, measures: Tensor) -> Tensor:
     return x[rows, measures]
 
 
+def states_before(states: Tensor) -> Tensor:
+    """The temporal state *before* each measure ``(B, T, W)``: zeros, then the state after the one
+    before (so a measure's prior and decoder context never see the measure itself)."""
+    return torch.cat([states.new_zeros(states.shape[0], 1, states.shape[-1]), states[:, :-1]], dim=1)
+
+
 def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
     """z = μ + σ·ε with ε ~ N(0, I) (Kingma & Welling 2014)."""
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -67,8 +76,15 @@ def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
 class RMVAE(nn.Module):
     """Recurrent Multimodal VAE over V voices (modalities) and T measures.
 
+    Two designs share this class (``ModelConfig``): the thesis's (the temporal LSTM reads a
+    sample of every measure's PoE/RPoE posterior, priors are N(0, I), decoders read z only)
+    and the default one, a VRNN-style RMVAE (Chung et al. 2015): the temporal LSTM reads every
+    voice's expert mean side by side, its state before a measure predicts that measure's prior,
+    each measure's posterior is that prior times the measure's voice experts, and the decoders
+    read z together with the temporal state. ``kind="direct"`` drops the latents altogether.
+
     Args:
-        config: architecture (size preset, encoder kind, z_dim, RPoE, dropout).
+        config: architecture (size preset, encoder kind, z_dim, RPoE, dropout, design switches).
         n_voices: V, one encoder and one decoder each (weights not shared).
         n_pitches: P, the shared pitch range.
         encoding: "mono" (tokens, C = P+2 classes) or "poly" (activation + duration).
@@ -82,18 +98,24 @@ class RMVAE(nn.Module):
         self.n_voices = n_voices
         self.n_pitches = n_pitches
         self.encoding = encoding
+        self.has_latents = config.kind == "rmvae"
         self.n_features = n_features(encoding, n_pitches)  # validates the encoding
         encoder_cls, decoder_cls = ((VoiceEncoder, VoiceDecoder) if config.encoder == "rnn"
                                     else (ConvVoiceEncoder, ConvVoiceDecoder))
-        self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
-        self.decoders = nn.ModuleList(decoder_cls(config, encoding, n_pitches) for _ in range(n_voices))
         layers = config.layers()
         width, n_layers = layers["temporal_width"], layers["temporal_layers"]
-        # Per measure the temporal LSTM reads z_t (zeroed where no voice is present) and the voice mask.
-        self.temporal = nn.LSTM(config.z_dim + n_voices, width, num_layers=n_layers, batch_first=True,
+        self.state_size = width
+        decoder_in = (config.z_dim if self.has_latents else 0) + (width if config.decoder_context else 0)
+        self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
+        self.decoders = nn.ModuleList(decoder_cls(config, encoding, n_pitches, decoder_in) for _ in range(n_voices))
+        # Per measure the temporal LSTM reads the experts' means side by side or z_t (zeroed where
+        # no voice is present), and the voice mask.
+        per_measure = config.z_dim * (n_voices if config.temporal_input == "experts" else 1)
+        self.temporal = nn.LSTM(per_measure + n_voices, width, num_layers=n_layers, batch_first=True,
                                 dropout=config.dropout_rnn if n_layers > 1 else 0.0)
-        self.to_prior_mu = nn.Linear(width, config.z_dim)
-        self.to_prior_logvar = nn.Linear(width, config.z_dim)
+        if self.has_latents:
+            self.to_prior_mu = nn.Linear(width, config.z_dim)
+            self.to_prior_logvar = nn.Linear(width, config.z_dim)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -131,7 +153,8 @@ class RMVAE(nn.Module):
         return mu.squeeze(1), logvar.squeeze(1)
 
     def posteriors(self, mu: Tensor, logvar: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Experts ``(B, T, V, Z)`` and mask ``(B, T, V)`` → posterior per measure ``(B, T, Z)``.
+        """Experts ``(B, T, V, Z)`` and mask ``(B, T, V)`` → posterior per measure ``(B, T, Z)``
+        under ``latent_prior="standard"``.
 
         RPoE on: the previous posterior is the prior of the next measure (optionally with N(0, I)
         re-added, the thesis behaviour); off: an independent PoE with N(0, I) per measure.
@@ -142,29 +165,57 @@ class RMVAE(nn.Module):
 
     # --- temporal model ---------------------------------------------------------------------
 
-    def predict(self, z: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Latents ``(B, T, Z)`` and mask ``(B, T, V)`` → the target measure's Gaussian ``(B, Z)`` each."""
+    def temporal_states(self, per_measure: Tensor, mask: Tensor) -> Tensor:
+        """What the LSTM reads per measure ``(B, T, Z)`` (z_t) or ``(B, T, V, Z)`` (expert means)
+        and the mask ``(B, T, V)`` → its state after each measure ``(B, T, W)``."""
         mask = mask.float()
-        present = mask.amax(dim=-1, keepdim=True)  # (B, T, 1): left-padded empty measures carry no noise
-        h, _ = run_lstm(self.temporal, torch.cat([z * present, mask], dim=-1))  # (B, T, width)
-        last = h[:, -1]
-        return self.to_prior_mu(last), self.to_prior_logvar(last)
+        if per_measure.dim() == 4:  # experts side by side; an absent voice reads as zeros
+            per_measure = rearrange(per_measure * mask.unsqueeze(-1), "b t v z -> b t (v z)")
+        else:  # left-padded empty measures carry no noise
+            per_measure = per_measure * mask.amax(dim=-1, keepdim=True)
+        h, _ = run_lstm(self.temporal, torch.cat([per_measure, mask], dim=-1))
+        return h
 
-    def predict_from_experts(self, mu: Tensor, logvar: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """Cached experts ``(B, T, V, Z)`` → predicted Gaussian ``(B, Z)`` (posterior means, no sampling).
+    def prior(self, state: Tensor) -> tuple[Tensor, Tensor]:
+        """Temporal state ``(..., W)`` → the Gaussian of the next measure's latent ``(..., Z)`` each."""
+        return self.to_prior_mu(state), self.to_prior_logvar(state)
 
-        Equals ``forward(..., sample=False)``'s ``prior_mu``/``prior_logvar``; the band player keeps
-        the per-measure experts from :meth:`encode_measure` and only encodes the newest measure.
+    def predict(self, z: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Latents ``(B, T, Z)`` and mask ``(B, T, V)`` → the target measure's Gaussian ``(B, Z)`` each
+        (the thesis design's temporal model)."""
+        return self.prior(self.temporal_states(z, mask)[:, -1])
+
+    def predict_from_experts(self, mu: Tensor, logvar: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor]:
+        """Cached experts ``(B, T, V, Z)`` → predicted Gaussian ``(B, Z)`` (posterior means, no
+        sampling; None for a direct model) and the temporal state ``(B, W)`` the decoders read.
+
+        Equals ``forward(..., sample=False)``'s ``prior_mu``/``prior_logvar``/``state``; the band
+        player keeps the per-measure experts from :meth:`encode_measure` and only encodes the
+        newest measure.
         """
-        post_mu, _ = self.posteriors(mu, logvar, mask)
-        return self.predict(post_mu, mask)
+        output = self.from_experts(mu, logvar, mask, sample=False, reconstruct=False, decode=False)
+        return output.prior_mu, output.prior_logvar, output.state
 
     # --- decoder side -----------------------------------------------------------------------
 
-    def decode(self, z: Tensor) -> Decoded:
-        """Latents ``(..., Z)`` → every voice's logits, ``(..., V, S, ...)``."""
-        lead = z.shape[:-1]
-        flat = z.reshape(-1, z.shape[-1])
+    def decoder_input(self, z: Tensor | None, state: Tensor | None) -> Tensor:
+        """What the decoders read: z, the temporal state, or both side by side (``(..., Z + W)``)."""
+        parts = ([z] if self.has_latents else []) + ([state] if self.config.decoder_context else [])
+        if any(part is None for part in parts):
+            raise ValueError("this model's decoders need " + " and ".join(
+                (["z"] if self.has_latents else []) + (["the temporal state"] if self.config.decoder_context else [])))
+        if len(parts) == 2:
+            parts[1] = parts[1].expand(*parts[0].shape[:-1], parts[1].shape[-1])
+        return torch.cat(parts, dim=-1)
+
+    def decode(self, z: Tensor | None, state: Tensor | None = None) -> Decoded:
+        """Latents ``(..., Z)`` (and state ``(..., W)``) → every voice's logits, ``(..., V, S, ...)``."""
+        return self.decode_inputs(self.decoder_input(z, state))
+
+    def decode_inputs(self, x: Tensor) -> Decoded:
+        """:meth:`decoder_input` ``(..., Z + W)`` → every voice's logits, ``(..., V, S, ...)``."""
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, x.shape[-1])
         outputs = [decoder(flat) for decoder in self.decoders]
         first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
         second = torch.stack([o[1] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][1].shape[1:])
@@ -191,7 +242,8 @@ class RMVAE(nn.Module):
         x = self.features(inputs)
         if x.shape[:3] != (batch, measures, voices):
             raise ValueError(f"inputs {tuple(inputs.shape)} do not match input_mask {tuple(input_mask.shape)}")
-        conditioned = target is not None and target_mask is not None and bool((target_mask != 0).any())
+        conditioned = (self.has_latents and target is not None and target_mask is not None
+                       and bool((target_mask != 0).any()))
         if conditioned:
             target_x = self.features(target)
             if target_x.shape[:2] != (batch, voices) or target_mask.shape != (batch, voices):
@@ -209,7 +261,7 @@ class RMVAE(nn.Module):
     def from_experts(self, mu: Tensor, logvar: Tensor, input_mask: Tensor, target_expert_mu: Tensor | None = None,
                      target_expert_logvar: Tensor | None = None, target_mask: Tensor | None = None,
                      sample: bool = True, reconstruct: bool = True,
-                     recon_measures: Tensor | None = None) -> RMVAEOutput:
+                     recon_measures: Tensor | None = None, decode: bool = True) -> RMVAEOutput:
         """The part of :meth:`forward` after the encoders, so the sub-sampled ELBO can encode once
         and run several voice subsets (masks) through it.
 
@@ -220,11 +272,29 @@ class RMVAE(nn.Module):
             target_mask: ``(B, V)`` known target voices, or None.
             recon_measures: ``(B, k)`` indices of the input measures to reconstruct (None = all
                 T); ``recon`` then covers those k measures, in that order.
+            decode: False = stop after the target's latent (``prediction`` is None).
         """
         batch, measures, _ = input_mask.shape
-        post_mu, post_logvar = self.posteriors(mu, logvar, input_mask)
+        input_prior_mu = input_prior_logvar = post_mu = post_logvar = z = None
+        if self.config.temporal_input == "experts":
+            states = self.temporal_states(mu, input_mask)  # (B, T, W), deterministic
+            before = states_before(states)
+        if not self.has_latents:
+            state = states[:, -1]
+            prediction = self.decode(None, state) if decode else None
+            return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction)
+        if self.config.latent_prior == "temporal":
+            input_prior_mu, input_prior_logvar = self.prior(before)  # (B, T, Z)
+            post_mu, post_logvar = product_of_experts(mu, logvar, input_mask, prior_mu=input_prior_mu,
+                                                      prior_logvar=input_prior_logvar)
+        else:
+            post_mu, post_logvar = self.posteriors(mu, logvar, input_mask)
         z = reparameterise(post_mu, post_logvar) if sample else post_mu  # (B, T, Z)
-        prior_mu, prior_logvar = self.predict(z, input_mask)  # (B, Z)
+        if self.config.temporal_input == "latents":
+            states = self.temporal_states(z, input_mask)
+            before = states_before(states)
+        state = states[:, -1]  # (B, W)
+        prior_mu, prior_logvar = self.prior(state)  # (B, Z)
         if target_expert_mu is not None and target_mask is not None:
             # The predicted Gaussian is the prior expert of the target measure; known voices join it.
             target_mu, target_logvar = product_of_experts(target_expert_mu, target_expert_logvar, target_mask,
@@ -233,20 +303,26 @@ class RMVAE(nn.Module):
             target_mu, target_logvar = prior_mu, prior_logvar
         target_z = reparameterise(target_mu, target_logvar) if sample else target_mu  # (B, Z)
 
+        recon = prediction = None
         if reconstruct:  # one decoder call per voice for the input measures and the target together
             z_recon = z if recon_measures is None else pick_measures(z, recon_measures)  # (B, T or k, Z)
-            decoded = self.decode(torch.cat([rearrange(z_recon, "b t z -> (b t) z"), target_z]))
             n_recon = z_recon.shape[1]
+            recon_input = self.decoder_input(z_recon, None if not self.config.decoder_context else (
+                before if recon_measures is None else pick_measures(before, recon_measures)))
+            target_input = self.decoder_input(target_z, state)
+            decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]))
             n_inputs = batch * n_recon
             recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, n_recon, *value.shape[1:])
                                for name, value in vars(decoded).items()})
             prediction = Decoded(**{name: None if value is None else value[n_inputs:]
                                     for name, value in vars(decoded).items()})
-        else:
-            recon, prediction = None, self.decode(target_z)
-        return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, post_mu=post_mu, post_logvar=post_logvar, z=z,
+        elif decode:
+            prediction = self.decode(target_z, state)
+        return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
+                           post_mu=post_mu, post_logvar=post_logvar, z=z,
+                           input_prior_mu=input_prior_mu, input_prior_logvar=input_prior_logvar,
                            prior_mu=prior_mu, prior_logvar=prior_logvar, target_mu=target_mu,
-                           target_logvar=target_logvar, target_z=target_z, recon=recon, prediction=prediction,
+                           target_logvar=target_logvar, target_z=target_z, recon=recon,
                            target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar)
 
     # --- output heads → symbols -------------------------------------------------------------
