@@ -54,9 +54,12 @@ def target_tokens(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
             np.stack([item["target_mask"].numpy() for item in items]))
 
 
-def unigram_scores(train: Dataset, split: Dataset, pitch_range) -> dict[str, float]:
-    """The positional unigram fitted on ``train`` and scored on ``split``: NLL, accuracy, onset accuracy."""
+def unigram_scores(train: Dataset, split: Dataset, pitch_range) -> dict:
+    """The positional unigram fitted on ``train`` and scored on ``split``: mean NLL, accuracy, onset
+    accuracy, and the NLL of every window (``per_window``, in dataset order)."""
     model = PositionalUnigram.fit(*target_tokens(train), n_classes=pitch_range.hold + 1)
     targets, masks = target_tokens(split)
+    per_window = model.nll(targets, masks)
     scores = token_accuracy(model.predict(len(targets)), targets, pitch_range)
-    return {"nll": float(model.nll(targets, masks).mean()), "acc": scores["all"], "acc_onsets": scores["onsets"]}
+    return {"nll": float(per_window.mean()), "acc": scores["all"], "acc_onsets": scores["onsets"],
+            "per_window": per_window}

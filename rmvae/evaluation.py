@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from rmvae.baselines import unigram_scores
 from rmvae.data.datamodule import ChoraleDataModule
 from rmvae.data.encoding import PitchRange, poly_to_notes, tokens_to_notes
 from rmvae.errors import UserError
 from rmvae.metrics import STATISTICS, mean_ci, musical_statistics, pitch_class_distance, slice_measures
-from rmvae.module import RMVAEModule, load_module
+from rmvae.module import NLL_SEED, RMVAEModule, load_module
 from rmvae.tasks import Generator, Piece, Sampling
 
 
@@ -75,13 +77,61 @@ def teacher_forced(module: RMVAEModule, datamodule: ChoraleDataModule, split: st
     return {key.replace("test/", f"{split}/"): float(value) for key, value in results.items()}
 
 
+SAMPLE_MODE = {True: "latent", False: "sampled"}  # has latents → the mode of the sample written
+
+
+def window_nlls(module: RMVAEModule, dataset) -> np.ndarray:
+    """The importance-weighted next-measure NLL of every window ``(N,)``, in dataset order, with
+    the same noise as ``test_step`` (so the mean is ``test/nll``)."""
+    loader = DataLoader(dataset, batch_size=module.config.data.batch_size, shuffle=False)
+    values = []
+    module.eval()
+    for batch_idx, batch in enumerate(loader):
+        generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
+        values.append(module.predictive_nll(batch, module.config.loss.nll_samples, generator).numpy())
+    return np.concatenate(values)
+
+
+def _gain(name: str, baseline: np.ndarray, model: np.ndarray) -> dict[str, float]:
+    """How many nats per window the model beats a baseline by, with a paired 95% t-interval over windows."""
+    mean, low, high = mean_ci(baseline - model)
+    return {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
+
+
+def baseline_comparison(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
+                        direct: RMVAEModule | None = None) -> dict[str, float]:
+    """The baselines on the module's own split and targets, and what the module gains over each.
+
+    ``unigram_*``: the positional unigram counted on the training split (no context);
+    ``direct_*``: a direct predictor checkpoint trained on the same data (if given);
+    ``gain_vs_*``: baseline NLL − model NLL per window, mean and 95% interval over windows.
+    """
+    dataset = datamodule.datasets[split]
+    model_nll = window_nlls(module, dataset)
+    unigram = unigram_scores(datamodule.datasets["train"], dataset, module.pitch_range)
+    results = {f"{split}/unigram_{key}": value for key, value in unigram.items() if key != "per_window"}
+    results.update(_gain(f"{split}/gain_vs_unigram", unigram["per_window"], model_nll))
+    if direct is not None:
+        if direct.config.data != module.config.data or direct.pitch_range != module.pitch_range:
+            raise UserError("the direct predictor was trained on other data (config.data or pitch range differ); "
+                            "train it with the same data settings: `rmvae train --model.kind=direct ...`")
+        direct_scores = teacher_forced(direct, datamodule, split)
+        for key in ("nll", "acc", "acc_onsets"):
+            results[f"{split}/direct_{key}"] = direct_scores[f"{split}/{key}"]
+        results.update(_gain(f"{split}/gain_vs_direct", window_nlls(direct, dataset), model_nll))
+    return results
+
+
 def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
                             seed_measures: int = 8, continue_measures: int = 8, seed: int = 0,
                             sample_path: Path | None = None) -> dict[str, float]:
     """Musical statistics of greedy and sampled continuations beside the real continuations."""
     pitch_range, n_voices = module.pitch_range, module.n_voices
-    modes = {"greedy": Sampling(), "sampled": Sampling(temperature=1.0, seed=seed)}
-    rows: dict[str, list[dict]] = {"greedy": [], "sampled": [], "bach": []}
+    modes = {"greedy": Sampling(), "latent": Sampling(latent_temperature=1.0, seed=seed),
+             "sampled": Sampling(temperature=1.0, seed=seed)}
+    if not module.model.has_latents:
+        del modes["latent"]
+    rows: dict[str, list[dict]] = {**{mode: [] for mode in modes}, "bach": []}
     sample_written = False
     for piece in datamodule.pieces[split]:
         if len(piece.tokens) < seed_measures + continue_measures:
@@ -102,12 +152,12 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
             stats["pitch_class_distance"] = pitch_class_distance(slice_measures(notes, seed_measures, continue_measures),
                                                                  seed_notes)
             rows[mode].append(stats)
-            if sample_path is not None and mode == "sampled" and not sample_written:
+            if sample_path is not None and mode == SAMPLE_MODE[module.model.has_latents] and not sample_written:
                 from rmvae.render import notes_to_midi, pianoroll_png
 
                 notes_to_midi(notes, sample_path, key_shift=piece.key_shift, n_voices=n_voices)
                 pianoroll_png(notes, Path(sample_path).with_suffix(".png"), n_voices, seed_measures=seed_measures,
-                              title=f"{piece.name}: {seed_measures} real + {continue_measures} sampled measures")
+                              title=f"{piece.name}: {seed_measures} real + {continue_measures} measures ({mode})")
                 sample_written = True
     results: dict[str, float] = {"continuations": float(len(rows["bach"]))}
     for mode, table in rows.items():
@@ -121,7 +171,7 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
 
 def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", seed: int = 0,
                         sample_path: Path | None = None, cache_dir=None, seed_measures: int = 8,
-                        continue_measures: int = 8) -> dict[str, float]:
+                        continue_measures: int = 8, direct_checkpoint: str | Path | None = None) -> dict[str, float]:
     """Every evaluation number of a checkpoint as one flat dict (``test/acc``, ``greedy/repeat_rate``, …).
 
     Continuations use the pieces of at least ``seed_measures + continue_measures`` measures;
@@ -133,6 +183,11 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", seed: int =
     module = load_checkpoint(checkpoint)
     datamodule = test_datamodule(module, cache_dir)
     results = teacher_forced(module, datamodule, split)
+    direct = load_checkpoint(direct_checkpoint) if direct_checkpoint is not None else None
+    if direct is not None and direct.model.has_latents:
+        raise UserError(f"'{direct_checkpoint}' is not a direct predictor (model.kind={direct.config.model.kind}); "
+                        f"train one with `rmvae train --model.kind=direct`")
+    results.update(baseline_comparison(module, datamodule, split, direct))
     results.update(continuation_statistics(module, datamodule, split, seed_measures, continue_measures, seed=seed,
                                            sample_path=sample_path))
     return results

@@ -100,6 +100,17 @@ def gaussian_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (math.log(2 * math.pi) + logvar + (z - mu) ** 2 * torch.exp(-logvar)).sum(dim=-1)
 
 
+ACTIVE_UNIT_VARIANCE = 0.01  # Burda et al. 2016's threshold
+
+
+def active_units(count: Tensor, total: Tensor, squares: Tensor, threshold: float = ACTIVE_UNIT_VARIANCE) -> Tensor:
+    """Active units (Burda et al. 2016): latent dimensions whose posterior mean varies over the
+    data, Var_x(E_q[z_u | x]) > ``threshold``, from running sums over the data per dimension
+    ``(Z,)``: the count, Σ m and Σ m² of the posterior means m (population variance)."""
+    variance = squares / count - (total / count) ** 2
+    return (variance > threshold).sum()
+
+
 def free_bits_excess(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     """What free bits (Kingma et al. 2016) add to a KL penalty: Σ max(λ, m) − m over dimensions.
 

@@ -26,7 +26,6 @@ from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, pick_measures, repara
 
 
 NLL_SEED = 0  # noise of the importance-weighted NLL estimate, fixed so evaluations repeat exactly
-ACTIVE_UNIT_VARIANCE = 0.01  # Burda et al. 2016's threshold
 
 
 class TrainingDiverged(RuntimeError):
@@ -337,16 +336,14 @@ class RMVAEModule(L.LightningModule):
         self._unit_sums = sums if self._unit_sums is None else self._unit_sums + sums
 
     def _log_active_units(self, stage: str) -> None:
-        """Active units (Burda et al. 2016): latent dimensions whose posterior mean varies over
-        the data by more than 0.01 (here: its shift from the prior mean, which is the posterior
-        mean itself under an N(0, I) prior). Zero means every encoder is switched off."""
+        """Active units of the epoch's input posteriors (:func:`rmvae.losses.active_units`) on the
+        shift of each posterior mean from its prior's mean, which is the posterior mean itself
+        under an N(0, I) prior. Zero means every encoder is switched off."""
         sums, self._unit_sums = self._unit_sums, None
         if sums is None:
             return
         sums = self.trainer.strategy.reduce(sums, reduce_op="sum") if self._trainer is not None else sums
-        count, total, squares = sums
-        variance = squares / count - (total / count) ** 2
-        self.log(f"{stage}/active_units", float((variance > ACTIVE_UNIT_VARIANCE).sum()), sync_dist=False)
+        self.log(f"{stage}/active_units", float(losses.active_units(*sums)), sync_dist=False)
 
     def on_validation_epoch_start(self) -> None:
         self._unit_sums = None

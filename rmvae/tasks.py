@@ -25,20 +25,29 @@ class TaskError(ValueError):
 
 @dataclass(frozen=True)
 class Sampling:
-    """How symbols are drawn from the output heads: greedy when temperature is 0."""
+    """How a measure is drawn: its latent, then its symbols.
+
+    ``latent_temperature`` τ draws z = μ + τ·σ·ε from the predicted Gaussian (0 = its mean);
+    ``temperature`` samples the output heads per token (0 = greedy). Latent sampling with
+    greedy tokens varies the measure as a whole (the VAE's way to avoid loops); token sampling
+    varies every step independently.
+    """
 
     temperature: float = 0.0
     top_k: int | None = None
     seed: int = 0
+    latent_temperature: float = 0.0
 
     def __post_init__(self):
         if not self.temperature >= 0:  # also refuses NaN
             raise TaskError(f"--temperature must be ≥ 0 (0 = greedy); got {self.temperature}")
+        if not self.latent_temperature >= 0:
+            raise TaskError(f"--latent-temperature must be ≥ 0 (0 = the predicted mean); got {self.latent_temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise TaskError(f"--top-k must be at least 1; got {self.top_k}")
 
     def generator(self) -> torch.Generator | None:
-        return torch.Generator().manual_seed(self.seed) if self.temperature > 0 else None
+        return torch.Generator().manual_seed(self.seed) if self.temperature > 0 or self.latent_temperature > 0 else None
 
 
 @dataclass
@@ -107,11 +116,19 @@ class Generator:
         """
         inputs, mask = self._window(measures, present, target)
         target_measure = target_mask = None
+        if known is not None and known.any() and not self.model.has_latents:
+            raise TaskError("this checkpoint is a direct predictor (model.kind=direct): it cannot condition on known "
+                            "voices; use --task complete, or a checkpoint of the RMVAE")
         if known is not None and known.any() and target < len(measures):
             target_measure = torch.from_numpy(np.asarray(measures[target]))[None]
             target_mask = torch.from_numpy(np.asarray(known, dtype=bool))[None]
         output = self.model(inputs, mask, target_measure, target_mask, sample=False, reconstruct=False)
-        decoded = self.model.decode_tokens(output.prediction, temperature=self.sampling.temperature,
+        prediction = output.prediction
+        if self.sampling.latent_temperature > 0 and self.model.has_latents:
+            noise = torch.randn(output.target_mu.shape, generator=self._generator)
+            z = output.target_mu + self.sampling.latent_temperature * torch.exp(0.5 * output.target_logvar) * noise
+            prediction = self.model.decode(z, output.state)
+        decoded = self.model.decode_tokens(prediction, temperature=self.sampling.temperature,
                                            top_k=self.sampling.top_k, generator=self._generator)
         return decoded[0].numpy()
 
@@ -187,9 +204,11 @@ class Generator:
             raise TaskError(f"noise needs at least 1 seed and 1 new measure (--measures); got {n_seed} and {n_new}")
         rng = np.random.default_rng(self.sampling.seed)
         if kind == "gaussian":
+            if not self.model.has_latents:
+                raise TaskError("gaussian noise decodes random latents; a direct predictor has none: use uniform or binomial")
             with torch.inference_mode():
-                z = torch.from_numpy(rng.standard_normal((n_seed, self.model.config.z_dim)).astype(np.float32))
-                seed = self.model.decode_tokens(self.model.decode(z)).numpy()
+                eps = torch.from_numpy(rng.standard_normal((n_seed, self.model.config.z_dim)).astype(np.float32))
+                seed = self.model.decode_tokens(self.model.decode_first_measures(eps)).numpy()
         elif kind in ("uniform", "binomial"):
             if self.module.encoding != "mono":
                 raise TaskError(f"{kind} noise seeds are defined for the mono encoding; use gaussian")
@@ -208,15 +227,18 @@ class Generator:
     @torch.inference_mode()
     def interpolate(self, piece_a: Piece, piece_b: Piece, n_measures: int = 4, n_points: int = 5) -> Piece:
         """Decode ``n_points`` blends of the two pieces' first measures' posterior means (PoE of all voices)."""
+        if not self.model.has_latents:
+            raise TaskError("interpolation blends latents; a direct predictor (model.kind=direct) has none")
         length = min(n_measures, piece_a.n_measures, piece_b.n_measures)
         latents = []
         for piece in (piece_a, piece_b):
             inputs = torch.from_numpy(np.asarray(piece.measures[:length]))[None]
             mask = torch.ones((1, length, self.n_voices), dtype=torch.bool)
             mu, logvar = self.model.encode(self.model.features(inputs))
-            latents.append(self.model.posteriors(mu, logvar, mask)[0][0])  # (L, Z)
-        blends = [torch.lerp(latents[0], latents[1], alpha) for alpha in np.linspace(0, 1, n_points)]
-        measures = self.model.decode_tokens(self.model.decode(torch.cat(blends))).numpy()
+            latents.append(self.model.from_experts(mu, logvar, mask, sample=False, decode=False).post_mu[0])  # (L, Z)
+        blends = torch.cat([torch.lerp(latents[0], latents[1], alpha) for alpha in np.linspace(0, 1, n_points)])
+        state = blends.new_zeros(len(blends), self.model.state_size)  # no context: the blends stand alone
+        measures = self.model.decode_tokens(self.model.decode(blends, state)).numpy()
         generated = np.ones(measures.shape[:2], dtype=bool)
         return Piece(measures, generated, piece_a.key_shift, piece_a.tempo)
 

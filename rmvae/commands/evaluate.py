@@ -18,6 +18,8 @@ def add_arguments(parser) -> None:
                              "seed + continue measures are left out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampled continuations")
     parser.add_argument("--sample", help="also write one sampled continuation to this .mid (+ .png)")
+    parser.add_argument("--direct", help="a direct predictor's .ckpt (`rmvae train --model.kind=direct`, same data) "
+                                         "to report beside the model; the positional unigram is always reported")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -59,22 +61,36 @@ def run(args) -> int:
     from rmvae.evaluation import evaluate_checkpoint
 
     results = evaluate_checkpoint(args.checkpoint, args.split, args.seed, Path(args.sample) if args.sample else None,
-                                  seed_measures=args.seed_measures, continue_measures=args.continue_measures)
+                                  seed_measures=args.seed_measures, continue_measures=args.continue_measures,
+                                  direct_checkpoint=args.direct)
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in results.items()}))
         return 0
     split = args.split
-    print(f"teacher-forced on the {split} split:")
-    for key in ("acc", "acc_onsets", "acc_pitches", "acc_fill", "baseline_hold_acc", "baseline_repeat_acc",
-                "recon_nll", "harmony"):
+    print(f"next-measure prediction on the {split} split (NLL in nats per target measure, lower is better):")
+    print(f"  {'':22s} {'NLL':>8s} {'acc':>7s} {'onsets':>7s}")
+    rows = [("model", ""), ("positional unigram", "unigram_"), ("direct predictor", "direct_")]
+    for label, prefix in rows:
+        if f"{split}/{prefix}nll" in results:
+            cells = [results.get(f"{split}/{prefix}{key}", math.nan) for key in ("nll", "acc", "acc_onsets")]
+            print(f"  {label:22s} {cells[0]:8.2f} {cells[1]:7.3f} {cells[2]:7.3f}")
+    for baseline in ("unigram", "direct"):
+        key = f"{split}/gain_vs_{baseline}"
+        if key in results:
+            print(f"  beats the {baseline} by {results[key]:.2f} nats [{results[key + '_ci_low']:.2f}, "
+                  f"{results[key + '_ci_high']:.2f}] (95% CI over windows)")
+    print(f"other teacher-forced numbers:")
+    for key in ("acc_pitches", "acc_fill", "baseline_hold_acc", "baseline_repeat_acc", "recon_nll", "active_units",
+                "kl_inputs", "harmony"):
         if f"{split}/{key}" in results:
             print(f"  {key:22s} {results[f'{split}/{key}']:.4f}")
     print(f"continuations of {int(results['continuations'])} pieces (mean [95% CI]):")
-    print(f"  {'statistic':28s} {'greedy':>24s} {'sampled':>24s} {'bach':>24s}")
+    modes = [m for m in ("greedy", "latent", "sampled", "bach") if f"{m}/repeat_rate" in results]
+    print(f"  {'statistic':28s} " + " ".join(f"{m:>24s}" for m in modes))
     from rmvae.metrics import STATISTICS
 
     for statistic in (*STATISTICS, "pitch_class_distance"):
         cells = [f"{results[f'{m}/{statistic}']:.3f} [{results[f'{m}/{statistic}_ci_low']:.2f}, "
-                 f"{results[f'{m}/{statistic}_ci_high']:.2f}]" for m in ("greedy", "sampled", "bach")]
+                 f"{results[f'{m}/{statistic}_ci_high']:.2f}]" for m in modes]
         print(f"  {statistic:28s} " + " ".join(f"{c:>24s}" for c in cells))
     return 0

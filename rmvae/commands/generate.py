@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measures", type=int, default=8, help="new measures (complete, noise); seed length (noise)")
     parser.add_argument("--seed-measures", type=int, help="use only the first N measures of the input as the seed")
     parser.add_argument("--noise", choices=["gaussian", "uniform", "binomial"], default="gaussian")
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (deterministic)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="per-token sampling; 0 = greedy (deterministic)")
+    parser.add_argument("--latent-temperature", type=float, default=0.0,
+                        help="draw each measure's latent from the predicted Gaussian with σ scaled by this "
+                             "(1 = the model's own spread; 0 = its mean), then decode (greedily unless --temperature)")
     parser.add_argument("--top-k", type=int)
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and noise")
     parser.add_argument("--pickup", type=float, default=0.0, metavar="BEATS", help="pickup length of a MIDI input")
@@ -104,7 +107,7 @@ def run(args) -> int:
     if args.seed_measures is not None and args.seed_measures < 1:
         raise UserError(f"--seed-measures must be at least 1; got {args.seed_measures}")
     try:
-        generator = Generator(module, Sampling(args.temperature, args.top_k, args.seed))
+        generator = Generator(module, Sampling(args.temperature, args.top_k, args.seed, args.latent_temperature))
         if args.task == "noise":
             result = generator.noise(args.noise, args.measures, args.measures)
         elif args.task == "harmonize":

@@ -168,7 +168,7 @@ class RMVAE(nn.Module):
     def temporal_states(self, per_measure: Tensor, mask: Tensor) -> Tensor:
         """What the LSTM reads per measure ``(B, T, Z)`` (z_t) or ``(B, T, V, Z)`` (expert means)
         and the mask ``(B, T, V)`` → its state after each measure ``(B, T, W)``."""
-        mask = mask.float()
+        mask = mask.to(per_measure.dtype)  # under bf16 autocast the LSTM needs bf16 inputs
         if per_measure.dim() == 4:  # experts side by side; an absent voice reads as zeros
             per_measure = rearrange(per_measure * mask.unsqueeze(-1), "b t v z -> b t (v z)")
         else:  # left-padded empty measures carry no noise
@@ -211,6 +211,15 @@ class RMVAE(nn.Module):
     def decode(self, z: Tensor | None, state: Tensor | None = None) -> Decoded:
         """Latents ``(..., Z)`` (and state ``(..., W)``) → every voice's logits, ``(..., V, S, ...)``."""
         return self.decode_inputs(self.decoder_input(z, state))
+
+    def decode_first_measures(self, eps: Tensor) -> Decoded:
+        """Standard normal noise ``(N, Z)`` → measures decoded as if each began a piece: z drawn
+        from the first measure's prior (N(0, I), or the temporal prior of the empty state)."""
+        state = eps.new_zeros(len(eps), self.state_size)
+        if self.config.latent_prior == "temporal":
+            mu, logvar = self.prior(state)
+            eps = mu + torch.exp(0.5 * logvar) * eps
+        return self.decode(eps, state)
 
     def decode_inputs(self, x: Tensor) -> Decoded:
         """:meth:`decoder_input` ``(..., Z + W)`` → every voice's logits, ``(..., V, S, ...)``."""
