@@ -8,6 +8,9 @@ Writes into ``OUT/<grid>/``:
 - ``summary.csv``: per arm × metric: n, mean, std, ci_low, ci_high (95 %, Student t);
 - ``paired.csv``: each arm minus the reference arm, paired by seed, with its t-interval,
   whether it excludes zero, and which arm is better given :data:`METRIC_DIRECTIONS`;
+- ``paired_direct.csv``: the same for each latent arm minus the direct predictor
+  (:data:`ablations.grids.DIRECT_ARM`, no latents) on :data:`DIRECT_METRICS`: do the latents
+  help at all? Only the header if the grid has no direct-predictor runs;
 - ``status.csv``: every run's status (done / failed / interrupted / pending), failure
   reason, W&B run id and timings.
 
@@ -36,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ablations import atomic_write_csv
+from ablations.grids import DIRECT_ARM
 
 CONFIDENCE = 0.95
 BACH_PREFIX = "bach/"
@@ -49,6 +53,13 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "*_ci_high": "none",
     "continuations": "none",  # how many pieces were long enough to continue
     "*/baseline_*": "none",  # trivial baselines (always hold, repeat last measure): same for all arms
+    "*/unigram_*": "none",  # the positional unigram on the grid's split: same for all arms
+    "*/gain_vs_*": "higher",  # baseline NLL − model NLL (nats per measure)
+    # Latent diagnostics: few active units or a small KL can mean posterior collapse, but
+    # neither is better in itself; before `*/acc*` and `*/nll` so that no general pattern claims them.
+    "*/active_units": "none",
+    "*/kl_*": "none",
+    "*/recon_full_term": "none",
     "*/acc*": "higher",  # share of correctly decoded steps (all, onsets, pitches, fill, per voice)
     "*/recon_nll": "lower",  # completion NLL: same definition in every arm (best.ckpt is chosen by it)
     "*/recon_inputs": "lower",
@@ -66,8 +77,12 @@ METRIC_DIRECTIONS: dict[str, str] = {
     # Musical statistics of generated continuations (SPEC §4): closer to held-out Bach is better,
     # including the pitch-class distance to the seed (Bach's own continuation is not at 0).
     "greedy/*": "closer",
+    "latent/*": "closer",  # latent sampled from its predicted Gaussian, greedy tokens
     "sampled/*": "closer",
 }
+
+# What ``paired_direct.csv`` compares: the next-measure NLL (the comparison metric) and accuracies.
+DIRECT_METRICS = ("test/nll", "test/acc", "test/acc_onsets")
 
 RUNS_COLUMNS = ["run_id", "grid", "arm", "seed", "epoch", "step", "metric", "value"]
 FINAL_COLUMNS = ["run_id", "grid", "arm", "seed", "metric", "value"]
@@ -276,18 +291,25 @@ def summary_table(final: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
-def paired_table(final: pd.DataFrame, reference: str) -> pd.DataFrame:
+def paired_table(final: pd.DataFrame, reference: str, metrics: Iterable[str] | None = None) -> pd.DataFrame:
     """Each arm minus ``reference``, per metric, paired by seed, with a t-interval (df = n − 1).
 
     For ``closer`` metrics the compared quantity is each run's distance |value − bach value|
     (so a negative difference means the arm is closer to Bach).
+
+    Args:
+        final: :func:`final_table`.
+        reference: the arm subtracted from every other arm.
+        metrics: compare only these (in this order; ones no run has are skipped); default: every
+            metric except the ``bach/*`` references.
     """
     if final.empty or reference not in set(final["arm"]):
         return pd.DataFrame(columns=PAIRED_COLUMNS)
     values = final.pivot_table(index=["arm", "seed"], columns="metric", values="value", aggfunc="first")
     rows = []
     arms = [arm for arm in dict.fromkeys(final["arm"]) if arm != reference]
-    for metric in dict.fromkeys(final["metric"]):
+    wanted = dict.fromkeys(final["metric"]) if metrics is None else [m for m in metrics if m in values]
+    for metric in wanted:
         direction = metric_direction(metric)
         if metric.startswith(BACH_PREFIX):
             continue
@@ -304,6 +326,8 @@ def paired_table(final: pd.DataFrame, reference: str) -> pd.DataFrame:
             if arm not in quantity.index.get_level_values("arm"):
                 continue
             pairs = pd.concat([quantity.loc[arm], quantity.loc[reference]], axis=1, keys=["arm", "ref"]).dropna()
+            if pairs.empty:  # a metric one of the two arms does not have (e.g. latent/* of the direct predictor)
+                continue
             stats = mean_interval(pairs["arm"] - pairs["ref"])
             excludes = bool(stats["n"] >= 2 and (stats["ci_low"] > 0 or stats["ci_high"] < 0))
             rows.append(dict(arm=arm, reference=reference, metric=metric, direction=direction, compared=compared,
@@ -335,7 +359,8 @@ def aggregate(grid_dir: Path, reference: str | None = None) -> dict[str, pd.Data
         reference = read_grid(grid_dir).get("reference", "baseline")
     final = final_table(grid_dir)
     tables = dict(runs=runs_table(grid_dir), final=final, summary=summary_table(final),
-                  paired=paired_table(final, reference), status=status_table(grid_dir))
+                  paired=paired_table(final, reference),
+                  paired_direct=paired_table(final, DIRECT_ARM, DIRECT_METRICS), status=status_table(grid_dir))
     for name, table in tables.items():
         atomic_write_csv(table, grid_dir / f"{name}.csv")
     return tables

@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     python reports/build.py --grid harmony [--out reports/] [--aggregate]
 
-Reads ``OUT/<grid>/{runs,final,summary,paired,status}.csv`` and ``grid.json`` (written by
+Reads ``OUT/<grid>/{runs,final,summary,paired,paired_direct,status}.csv`` and ``grid.json`` (written by
 ``ablations/aggregate.py``; built first if missing, or with ``--aggregate``) and writes
 ``OUT/<grid>/figures/*.png``, ``OUT/<grid>/samples/<arm>.{mid,png}`` and
 ``OUT/<grid>/report.md``. Nothing is trained and neither torch nor Lightning is imported,
@@ -32,11 +32,21 @@ import seaborn as sns
 from ablations import atomic_write_text
 from ablations.aggregate import (aggregate, metric_direction, read_grid, reference_key, t_critical,
                                  t_errorbar)
+from ablations.grids import DIRECT_ARM
 
-TABLES = ("runs", "final", "summary", "paired", "status")
+TABLES = ("runs", "final", "summary", "paired", "paired_direct", "status")
 # Learning curves: one figure per quantity, one panel per stage (train, val), arms as hues.
 CURVES = {"loss": "loss", "kl": "kl", "accuracy": "acc", "harmony": "harmony"}
 DIRECTION_WORDS = {"higher": "higher", "lower": "lower", "closer": "closer to Bach", "none": "—"}
+
+# "Does the model learn?": each arm's test metric beside the positional unigram's on the same split.
+LEARN_METRICS = {"test/nll": "test/unigram_nll", "test/acc": "test/unigram_acc",
+                 "test/acc_onsets": "test/unigram_acc_onsets"}
+COMPARISON_NLL = "test/nll"  # the comparison metric (checkpoints are selected on val/nll)
+GAIN_VS_UNIGRAM = "test/gain_vs_unigram"  # unigram NLL − arm NLL, per run
+UNIGRAM = "positional unigram"
+VAL_NLL = "val/nll"
+COLLAPSE_CURVES = ("val/active_units", "val/kl_inputs")
 
 
 def load_tables(grid_dir: Path, refresh: bool = False) -> dict[str, pd.DataFrame]:
@@ -70,29 +80,81 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
+def _curve_figure(runs: pd.DataFrame, arms: list[str], metrics: list[str], ylabel: str | None = None):
+    """One panel per metric, arms as hues: the mean over seeds with its 95 % Student-t band
+    against the training step. Every curve figure is drawn here so that all read alike.
+
+    Returns:
+        The figure and its axes (one per metric), for the caller to annotate and save.
+    """
+    runs = runs.dropna(subset=["step"])
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False,
+                                layout="constrained")
+    for axis, metric in zip(axes[0], metrics):
+        data = runs[runs["metric"] == metric]
+        sns.lineplot(data=data, x="step", y="value", hue="arm", hue_order=[a for a in arms if a in set(data["arm"])],
+                     estimator="mean", errorbar=t_errorbar, ax=axis,
+                     marker="o" if data["step"].nunique() <= 20 else None)  # few points: show them
+        axis.set_title(metric)
+        axis.set_ylabel(ylabel or metric)
+    return figure, list(axes[0])
+
+
+def _logged(runs: pd.DataFrame, metrics) -> list[str]:
+    """Those of ``metrics`` that some run logged with a step (old runs lack the newer ones)."""
+    present = set(runs.dropna(subset=["step"])["metric"]) if not runs.empty else set()
+    return [metric for metric in metrics if metric in present]
+
+
 def plot_learning_curves(runs: pd.DataFrame, arms: list[str], folder: Path) -> list[Path]:
     """Mean over seeds per arm with a 95 % Student-t band, against the training step."""
     paths = []
     if runs.empty:
         return paths
-    runs = runs.dropna(subset=["step"])
     for name, suffix in CURVES.items():
         # Lightning names per-step train values `train/loss_step`; `_epoch` repeats them
-        metrics = sorted(m for m in runs["metric"].unique() if m.split("/")[-1] in (suffix, f"{suffix}_step"))
+        metrics = _logged(runs, sorted(m for m in runs["metric"].unique()
+                                       if m.split("/")[-1] in (suffix, f"{suffix}_step")))
         if not metrics:
             continue
-        figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False,
-                                    layout="constrained")
-        for axis, metric in zip(axes[0], metrics):
-            data = runs[runs["metric"] == metric]
-            sns.lineplot(data=data, x="step", y="value", hue="arm", hue_order=[a for a in arms if a in set(data["arm"])],
-                         estimator="mean", errorbar=t_errorbar, ax=axis,
-                         marker="o" if data["step"].nunique() <= 20 else None)  # few points: show them
-            axis.set_title(metric)
-            axis.set_ylabel(name)
+        figure, _ = _curve_figure(runs, arms, metrics, ylabel=name)
         figure.suptitle(f"{name}: mean over seeds, 95 % t-interval band")
         paths.append(_save(figure, folder / f"curve_{name}.png"))
     return paths
+
+
+def _levels(final: pd.DataFrame, metric: str) -> list[float]:
+    """The distinct values of a metric over runs: one for the unigram, unless arms differ in their
+    data (e.g. transposed vs raw pieces), where each data setting has its own unigram."""
+    if final.empty:
+        return []
+    values = final.loc[final["metric"] == metric, "value"].dropna()
+    return sorted(set(values.round(6)))
+
+
+def plot_nll_vs_unigram(runs: pd.DataFrame, final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
+    """``val/nll`` per arm over training against the positional unigram's test NLL (dashed): a curve
+    that stays above the line has learnt less than counting notes per position in the measure."""
+    metrics = _logged(runs, [VAL_NLL])
+    if not metrics:
+        return None
+    figure, (axis,) = _curve_figure(runs, arms, metrics, ylabel="nats per target measure")
+    for index, level in enumerate(_levels(final, LEARN_METRICS[COMPARISON_NLL])):
+        axis.axhline(level, color="black", linestyle="--", label=f"{UNIGRAM} (test)" if index == 0 else None)
+    axis.legend(loc="best", fontsize="small")
+    figure.suptitle("validation NLL: mean over seeds, 95 % t-interval band; dashed: positional unigram")
+    return _save(figure, folder / "nll_vs_unigram.png")
+
+
+def plot_collapse(runs: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
+    """Active units and KL of the input posteriors per arm over training: both near 0 mean the
+    latents carry nothing (posterior collapse), which an NLL alone does not show."""
+    metrics = _logged(runs, COLLAPSE_CURVES)
+    if not metrics:
+        return None
+    figure, _ = _curve_figure(runs, arms, metrics)
+    figure.suptitle("collapse diagnostics: mean over seeds, 95 % t-interval band")
+    return _save(figure, folder / "collapse.png")
 
 
 def plot_final_metrics(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
@@ -186,8 +248,101 @@ def _verdict(row) -> str:
     return f"{row['better']} by the mean only; interval includes 0 (not resolved)"
 
 
+def _unigram_cell(final: pd.DataFrame, metric: str) -> str:
+    """The positional unigram's value of a metric; a range where arms' data settings differ."""
+    levels = _levels(final, metric)
+    if len(levels) > 1:
+        return f"{_fmt(levels[0])} – {_fmt(levels[-1])} (differs by data setting)"
+    return _fmt(levels[0]) if levels else "—"
+
+
+def _gains_over_direct(paired_direct: pd.DataFrame) -> dict[str, dict]:
+    """Per arm, how many nats per measure lower its test NLL is than the direct predictor's,
+    paired by seed: −(arm − direct) with the interval flipped, so that positive means better,
+    as for ``gain_vs_unigram``."""
+    if paired_direct.empty:
+        return {}
+    rows = paired_direct[paired_direct["metric"] == COMPARISON_NLL]
+    return {row["arm"]: dict(n=row["n"], mean=-row["mean_diff"], ci_low=-row["ci_high"], ci_high=-row["ci_low"])
+            for _, row in rows.iterrows()}
+
+
+def _beats(arm: str, baseline: str, gain) -> str:
+    """One plain sentence on whether ``arm`` beats ``baseline``, judged by the 95 % interval over
+    seeds of its NLL gain (positive: lower NLL than the baseline); no verdict from a mean alone."""
+    amount = f"gain {_interval(gain)} nats per measure"
+    if gain["ci_low"] > 0:
+        return f"`{arm}` beats the {baseline} ({amount})."
+    if gain["ci_high"] < 0:
+        return f"`{arm}` does not beat the {baseline} ({amount})."
+    n = int(gain["n"])
+    why = "no interval" if pd.isna(gain["ci_low"]) else "the interval straddles 0"
+    seeds = f"{n} seed{'s' if n != 1 else ''}"
+    return f"`{arm}`: cannot tell with {seeds} whether it beats the {baseline} ({amount}; {why})."
+
+
+def _figure_lines(grid_dir: Path, paths: list[Path]) -> list[str]:
+    """Markdown link and inline image of each figure, relative to the report."""
+    lines = []
+    for path in paths:
+        relative = path.relative_to(grid_dir).as_posix()
+        lines += [f"- [{path.stem}]({relative})", "", f"  ![{path.stem}]({relative})", ""]
+    return lines
+
+
+LEARN_INTRO = (
+    f"Test NLL: importance-weighted negative log-likelihood of the next measure in nats per target measure "
+    f"(lower is better; checkpoints are selected on `{VAL_NLL}`), mean over seeds [95 % t-interval]. The "
+    f"{UNIGRAM} predicts each token from its voice and step in the measure alone, counted on the training split; "
+    f"it is the same for every run on the same data. *Beats the unigram by*: unigram NLL − arm NLL "
+    f"(`{GAIN_VS_UNIGRAM}`), mean over seeds [95 % t-interval over seeds]. *Beats the direct predictor by*: "
+    f"`{DIRECT_ARM}` NLL − arm NLL, paired by seed ([paired_direct.csv](paired_direct.csv)); `{DIRECT_ARM}` is "
+    "trained like the arms but has no latent variables. An arm beats a baseline when the whole interval lies "
+    "above 0.")
+
+
+def _learn_table(indexed: pd.DataFrame, final: pd.DataFrame, shown: list[str], gains: dict[str, dict]) -> list[str]:
+    """One row per arm (test NLL, accuracies, gains over each baseline) and the unigram's row."""
+    lines = ["| arm | test NLL [95 % CI] | test acc | test onset acc | beats the unigram by | "
+             "beats the direct predictor by |", "|---|---|---|---|---|---|"]
+    for arm in shown:
+        cells = [_summary_cell(indexed, arm, metric) for metric in LEARN_METRICS]
+        cells += [_interval(over[arm]) if arm in over else "—" for over in gains.values()]
+        lines.append(f"| `{arm}` | " + " | ".join(cells) + " |")
+    unigram = [_unigram_cell(final, metric) for metric in LEARN_METRICS.values()]
+    return lines + [f"| {UNIGRAM} | " + " | ".join(unigram) + " | — | — |"]
+
+
+def learn_section(grid_dir: Path, tables: dict[str, pd.DataFrame], arms: list[str],
+                  figures: list[Path]) -> list[str]:
+    """The report's opening: does each arm predict the next measure better than the positional
+    unigram (no context) and than the direct predictor (no latents)? An arm that beats neither
+    has learnt nothing the ablation's other comparisons could be about."""
+    summary = tables["summary"]
+    lines = ["## Does the model learn?", "", LEARN_INTRO, ""]
+    indexed = summary.set_index(["arm", "metric"]) if not summary.empty else None
+    shown = [arm for arm in arms if indexed is not None and any((arm, m) in indexed.index for m in LEARN_METRICS)]
+    if not shown:
+        return lines + [f"No test NLL yet (no finished runs, or runs evaluated before `{COMPARISON_NLL}` "
+                        "existed).", ""] + _figure_lines(grid_dir, figures)
+    gains = {UNIGRAM: {arm: indexed.loc[(arm, GAIN_VS_UNIGRAM)] for arm in shown
+                       if (arm, GAIN_VS_UNIGRAM) in indexed.index},
+             "direct predictor": _gains_over_direct(tables["paired_direct"])}
+    lines += _learn_table(indexed, tables["final"], shown, gains) + [""]
+    for arm in shown:
+        sentences = [_beats(arm, baseline, over[arm]) for baseline, over in gains.items() if arm in over]
+        lines.append("- " + (" ".join(sentences) or f"`{arm}`: no `{GAIN_VS_UNIGRAM}` in its runs."))
+    return lines + [""] + _figure_lines(grid_dir, figures)
+
+
 def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[Path],
-                 samples: dict[str, dict[str, str]]) -> Path:
+                 samples: dict[str, dict[str, str]], learn_figures: list[Path] = ()) -> Path:
+    """``report.md``: whether the arms learn at all first, then how they compare, figures, samples, runs.
+
+    Args:
+        figures: listed under "Figures".
+        learn_figures: shown in the opening "Does the model learn?" section instead.
+    """
     grid = read_grid(grid_dir)
     name = grid.get("grid", grid_dir.name)
     reference = grid.get("reference", "baseline")
@@ -198,8 +353,9 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
     lines = [f"# Ablation `{name}`", "",
              f"Profile `{grid.get('profile', '?')}`, grid version {grid.get('grid_version', '?')}; "
              f"reference arm `{reference}`. Runs: " +
-             (", ".join(f"{count} {state}" for state, count in counts.items()) or "none") + ".", "",
-             "| arm | overrides |", "|---|---|"]
+             (", ".join(f"{count} {state}" for state, count in counts.items()) or "none") + ".", ""]
+    lines += learn_section(grid_dir, tables, arms, list(learn_figures))
+    lines += ["", "## Arms", "", "| arm | overrides |", "|---|---|"]
     for arm in arms:
         overrides = grid.get("arms", {}).get(arm, {}).get("overrides", {})
         lines.append(f"| `{arm}` | {', '.join(f'`{k}={v}`' for k, v in overrides.items()) or '(the baseline)'} |")
@@ -243,10 +399,7 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
         lines += ["", "## Musical statistics against held-out Bach", "",
                   "Mean over seeds [95 % t-interval]; the closer to the Bach column, the better.", ""] + music
 
-    lines += ["", "## Figures", ""]
-    for path in figures:
-        relative = path.relative_to(grid_dir).as_posix()
-        lines += [f"- [{path.stem}]({relative})", "", f"  ![{path.stem}]({relative})", ""]
+    lines += ["", "## Figures", ""] + _figure_lines(grid_dir, figures)
     if not figures:
         lines.append("No figures yet (no finished runs).")
 
@@ -284,7 +437,8 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
                   f"evaluation {finished['eval_seconds'].sum():.0f} s in total (per run, summed; runs in "
                   "parallel overlap, and a resumed run counts only its last session)."]
     lines += ["", "Tables: [runs.csv](runs.csv) (every run × step × metric), [final.csv](final.csv), "
-              "[summary.csv](summary.csv), [paired.csv](paired.csv), [status.csv](status.csv).", ""]
+              "[summary.csv](summary.csv), [paired.csv](paired.csv), [paired_direct.csv](paired_direct.csv), "
+              "[status.csv](status.csv).", ""]
     path = grid_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path
@@ -321,11 +475,13 @@ def build(grid_dir: Path, refresh: bool = False) -> Path:
     arms = _arm_order(grid, tables["status"], tables["summary"])
     sns.set_theme(style="whitegrid")
     folder = grid_dir / "figures"
+    learn_figures = [p for p in (plot_nll_vs_unigram(tables["runs"], tables["final"], arms, folder),
+                                 plot_collapse(tables["runs"], arms, folder)) if p is not None]
     figures = plot_learning_curves(tables["runs"], arms, folder)
     figures += [p for p in (plot_final_metrics(tables["final"], arms, folder),
                             plot_music_stats(tables["final"], arms, folder)) if p is not None]
     samples = copy_samples(grid_dir, tables["status"], arms)
-    return write_report(grid_dir, tables, figures, samples)
+    return write_report(grid_dir, tables, figures, samples, learn_figures)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -15,20 +14,62 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `ablations` is a folder of the repo, not an installed package
     sys.path.insert(0, str(REPO))
 
-from ablations.aggregate import (aggregate, mean_interval, metric_direction, paired_table, summary_table,
-                                 t_critical, t_quantile)
+from ablations.aggregate import (DIRECT_METRICS, PAIRED_COLUMNS, aggregate, mean_interval, metric_direction,
+                                 paired_table, summary_table, t_critical, t_quantile)
+from ablations.grids import DIRECT_ARM
 
 T_2DF = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
 
-# Hand-made test metrics per (arm, seed); "ref" is the reference arm.
-FINAL = {
+# The positional unigram on the grid's split: the same for every run.
+UNIGRAM = {"test/unigram_nll": 5.0, "test/unigram_acc": 0.3, "test/unigram_acc_onsets": 0.2}
+
+# Hand-made test metrics per (arm, seed); "ref" is the reference arm, DIRECT_ARM the direct predictor.
+BASE = {
     ("ref", 0): {"test/acc": 0.5, "test/recon_nll": 1.0, "greedy/repeat_rate": 0.30, "bach/repeat_rate": 0.02},
     ("ref", 1): {"test/acc": 1.0, "test/recon_nll": 1.2, "greedy/repeat_rate": 0.40, "bach/repeat_rate": 0.02},
     ("ref", 2): {"test/acc": 2.5, "test/recon_nll": 0.8, "greedy/repeat_rate": 0.35, "bach/repeat_rate": 0.02},
     ("new", 0): {"test/acc": 1.0, "test/recon_nll": 0.0, "greedy/repeat_rate": 0.10, "bach/repeat_rate": 0.02},
     ("new", 1): {"test/acc": 2.0, "test/recon_nll": 0.1, "greedy/repeat_rate": 0.25, "bach/repeat_rate": 0.02},
     ("new", 2): {"test/acc": 4.0, "test/recon_nll": -0.3, "greedy/repeat_rate": 0.20, "bach/repeat_rate": 0.02},
+    (DIRECT_ARM, 0): {"test/acc": 0.5, "greedy/repeat_rate": 0.50, "bach/repeat_rate": 0.02},
+    (DIRECT_ARM, 1): {"test/acc": 0.5, "greedy/repeat_rate": 0.50, "bach/repeat_rate": 0.02},
+    (DIRECT_ARM, 2): {"test/acc": 1.0, "greedy/repeat_rate": 0.50, "bach/repeat_rate": 0.02},
 }
+# test/nll, chosen for hand-checkable comparisons (unigram NLL 5.0):
+#   new − direct by seed = 1, 2, 3 (mean 2, sd 1); ref − direct = −5, −4, −3 (mean −4, sd 1);
+#   gain vs unigram = 5 − nll: ref 3, 2.5, 2 (clearly beats); new −3, −3.5, −4 (clearly does not).
+NLL = {("ref", 0): 2.0, ("ref", 1): 2.5, ("ref", 2): 3.0, ("new", 0): 8.0, ("new", 1): 8.5, ("new", 2): 9.0,
+       (DIRECT_ARM, 0): 7.0, (DIRECT_ARM, 1): 6.5, (DIRECT_ARM, 2): 6.0}
+
+
+def _evaluator_keys(arm: str, seed: int) -> dict[str, float]:
+    """The keys the evaluator adds to a run's test metrics; the latent diagnostics and latent-mode
+    continuations only for arms with latents."""
+    nll, gain = NLL[arm, seed], UNIGRAM["test/unigram_nll"] - NLL[arm, seed]
+    keys = {"test/nll": nll, "test/acc_onsets": 0.1 * (seed + 1), **UNIGRAM, "test/gain_vs_unigram": gain,
+            "test/gain_vs_unigram_ci_low": gain - 0.1, "test/gain_vs_unigram_ci_high": gain + 0.1}
+    if arm != DIRECT_ARM:
+        keys.update({"test/active_units": 3.0 + seed, "test/kl_inputs": 0.5, "test/kl_target_full": 0.4,
+                     "test/recon_full_term": 1.5, "latent/repeat_rate": 0.1})
+    return keys
+
+
+FINAL = {(arm, seed): {**metrics, **_evaluator_keys(arm, seed)} for (arm, seed), metrics in BASE.items()}
+VAL_NLL = {"ref": 3.0, "new": 8.0, DIRECT_ARM: 6.5}  # val/nll after the second epoch (the first: 7.0)
+
+
+def _metrics_rows(arm: str, seed: int) -> list[dict]:
+    """A run's Lightning CSVLogger rows: a train row and a val row per epoch, NaN where not logged;
+    the direct predictor logs no latent diagnostics."""
+    rows = []
+    for epoch, step in ((0, 9), (1, 19)):
+        rows.append({"epoch": epoch, "step": step, "train/loss": 2.0 - epoch + seed})
+        val = {"val/loss": 2.5 - epoch, "val/acc": 0.4 if epoch == 0 else (0.6 if arm == "ref" else 0.7),
+               "val/nll": 7.0 if epoch == 0 else VAL_NLL[arm]}
+        if arm != DIRECT_ARM:
+            val.update({"val/active_units": 4.0 - epoch + seed, "val/kl_inputs": 1.0 + epoch})
+        rows.append({"epoch": epoch, "step": step, **val})
+    return rows
 
 
 def make_grid_folder(root: Path, final=FINAL, failed=(("new", 3, "RuntimeError: loss is NaN at step 7"),),
@@ -39,17 +80,13 @@ def make_grid_folder(root: Path, final=FINAL, failed=(("new", 3, "RuntimeError: 
     (grid_dir).mkdir(parents=True)
     (grid_dir / "grid.json").write_text(json.dumps(dict(
         grid_version=1, grid="toy", profile="quick", reference="ref", arm_order=arms,
-        arms={arm: dict(overrides={"loss.harmony": arm == "ref"}, config={}) for arm in arms})))
+        arms={arm: dict(overrides={"model.kind": "direct"} if arm == DIRECT_ARM else {"loss.harmony": arm == "ref"},
+                        config={}) for arm in arms})))
     for (arm, seed), metrics in final.items():
         run_dir = grid_dir / "runs" / f"{arm}{seed}"
         run_dir.mkdir(parents=True)
         (run_dir / "run.json").write_text(json.dumps(dict(run_id=f"{arm}{seed}", grid="toy", arm=arm, seed=seed)))
-        # Lightning CSVLogger layout: train rows and val rows, NaN where not logged
-        rows = [{"epoch": 0, "step": 9, "train/loss": 2.0 + seed, "val/loss": np.nan, "val/acc": np.nan},
-                {"epoch": 0, "step": 9, "train/loss": np.nan, "val/loss": 2.5, "val/acc": 0.4},
-                {"epoch": 1, "step": 19, "train/loss": 1.0 + seed, "val/loss": np.nan, "val/acc": np.nan},
-                {"epoch": 1, "step": 19, "train/loss": np.nan, "val/loss": 1.5, "val/acc": 0.6 if arm == "ref" else 0.7}]
-        pd.DataFrame(rows).to_csv(run_dir / "metrics.csv", index=False)
+        pd.DataFrame(_metrics_rows(arm, seed)).to_csv(run_dir / "metrics.csv", index=False)
         (run_dir / "test_metrics.json").write_text(json.dumps(metrics))
         (run_dir / "result.json").write_text(json.dumps(dict(wandb_run_id=f"wandb-{arm}{seed}", steps=20,
                                                              train_seconds=1.5, eval_seconds=0.5)))
@@ -91,6 +128,14 @@ def test_directions_table():
     assert metric_direction("greedy/repeat_rate") == "closer"
     assert metric_direction("bach/repeat_rate") == "none"
     assert metric_direction("something/unknown") == "none"
+    assert metric_direction("test/nll") == metric_direction("val/nll") == "lower"
+    assert metric_direction("latent/repeat_rate") == "closer"
+    assert metric_direction("test/gain_vs_unigram") == metric_direction("test/gain_vs_direct") == "higher"
+    assert metric_direction("test/gain_vs_unigram_ci_low") == "none"  # within-run interval
+    for metric in ("test/unigram_nll", "test/unigram_acc", "test/unigram_acc_onsets", "test/active_units",
+                   "val/active_units", "test/kl_inputs", "test/kl_target_full", "test/kl_target_voice0",
+                   "test/kl_target_subset", "val/kl_inputs", "test/recon_full_term"):
+        assert metric_direction(metric) == "none", metric
 
 
 def _final_frame(final=FINAL) -> pd.DataFrame:
@@ -108,8 +153,11 @@ def test_summary_by_hand():
 
 
 def test_paired_differences_by_hand():
-    paired = paired_table(_final_frame(), "ref").set_index("metric")
-    assert set(paired["arm"]) == {"new"} and "bach/repeat_rate" not in paired.index
+    paired = paired_table(_final_frame(), "ref")
+    assert set(paired["arm"]) == {"new", DIRECT_ARM} and "bach/repeat_rate" not in set(paired["metric"])
+    # the direct predictor has no latents: no row for what it lacks, rather than an empty one
+    assert not {"latent/repeat_rate", "test/kl_inputs"} & set(paired.loc[paired["arm"] == DIRECT_ARM, "metric"])
+    paired = paired[paired["arm"] == "new"].set_index("metric")
     # test/acc: new − ref by seed = 0.5, 1.0, 1.5 → mean 1, std 0.5, interval includes 0
     acc = paired.loc["test/acc"]
     assert acc["mean_diff"] == pytest.approx(1.0) and acc["std_diff"] == pytest.approx(0.5)
@@ -127,7 +175,7 @@ def test_paired_differences_by_hand():
 
 def test_pairs_only_matching_seeds():
     final = {key: value for key, value in FINAL.items() if key != ("ref", 2)}
-    paired = paired_table(_final_frame(final), "ref").set_index("metric")
+    paired = paired_table(_final_frame(final), "ref").query("arm == 'new'").set_index("metric")
     assert paired.loc["test/acc", "n"] == 2  # seed 2 has no reference run
     assert paired.loc["test/acc", "mean_diff"] == pytest.approx(0.75)
     assert paired.loc["test/acc", "t"] == pytest.approx(12.706204736174705, abs=1e-8)
@@ -138,21 +186,55 @@ def test_aggregate_writes_tidy_tables(tmp_path):
     tables = aggregate(grid_dir)
     runs = pd.read_csv(grid_dir / "runs.csv")
     assert list(runs.columns) == ["run_id", "grid", "arm", "seed", "epoch", "step", "metric", "value"]
-    assert len(runs) == 6 * 6  # 6 runs × (2 train/loss + 2 val/loss + 2 val/acc); NaN cells dropped
+    # 2 epochs × (train/loss, val/loss, val/acc, val/nll, + val/active_units, val/kl_inputs with latents);
+    # NaN cells dropped: 6 latent runs × 12 + 3 direct runs × 8
+    assert len(runs) == 6 * 12 + 3 * 8
     assert not runs["value"].isna().any()
-    assert set(runs["metric"]) == {"train/loss", "val/loss", "val/acc"}
+    assert set(runs["metric"]) == {"train/loss", "val/loss", "val/acc", "val/nll", "val/active_units", "val/kl_inputs"}
     final = pd.read_csv(grid_dir / "final.csv")
-    assert len(final) == 6 * 4 and set(final["run_id"]) == {f"{a}{s}" for a, s in FINAL}
+    latent_keys = 4 + 13  # BASE's 4 + the evaluator's 13
+    direct_keys = 3 + 8  # no recon_nll; no active units, KL, recon term or latent/* continuations
+    assert len(final) == 6 * latent_keys + 3 * direct_keys and set(final["run_id"]) == {f"{a}{s}" for a, s in FINAL}
     summary = pd.read_csv(grid_dir / "summary.csv")
     assert list(summary.columns) == ["arm", "metric", "n", "mean", "std", "ci_low", "ci_high"]
-    assert len(summary) == 2 * 4
-    assert len(pd.read_csv(grid_dir / "paired.csv")) == 3  # acc, nll, repeat_rate (bach/* is the reference)
+    assert len(summary) == 2 * latent_keys + direct_keys
+    # every metric but bach/* for new; for the direct predictor only those it shares with ref
+    assert len(pd.read_csv(grid_dir / "paired.csv")) == (latent_keys - 1) + (direct_keys - 1)
     status = pd.read_csv(grid_dir / "status.csv")
-    assert len(status) == 7 and list(status["arm"][:3]) == ["ref"] * 3  # grid.json order
+    assert len(status) == 10 and list(status["arm"][:3]) == ["ref"] * 3  # grid.json order
     failed = status[status["status"] == "failed"]
     assert list(failed["reason"]) == ["RuntimeError: loss is NaN at step 7"]
-    assert set(tables) == {"runs", "final", "summary", "paired", "status"}
+    assert set(tables) == {"runs", "final", "summary", "paired", "paired_direct", "status"}
     assert not list(grid_dir.glob(".*tmp"))  # atomic writes leave no temporary files
+
+
+def test_paired_direct_by_hand(tmp_path):
+    grid_dir = make_grid_folder(tmp_path)
+    aggregate(grid_dir)
+    direct = pd.read_csv(grid_dir / "paired_direct.csv")
+    assert list(direct.columns) == PAIRED_COLUMNS and set(direct["reference"]) == {DIRECT_ARM}
+    assert len(direct) == 2 * 3 and list(dict.fromkeys(direct["metric"])) == list(DIRECT_METRICS)  # 2 arms × 3
+    rows = direct.set_index(["arm", "metric"])
+    half = T_2DF * 1.0 / math.sqrt(3)  # t(0.975, 2) · sd / √n with sd 1: 4.303 / 1.732 = 2.484
+    # new − direct, test/nll by seed: 8 − 7, 8.5 − 6.5, 9 − 6 = 1, 2, 3 → mean 2, sd 1
+    new = rows.loc[("new", "test/nll")]
+    assert new["n"] == 3 and new["mean_diff"] == pytest.approx(2.0) and new["std_diff"] == pytest.approx(1.0)
+    assert new["ci_low"] == pytest.approx(2 - 2.484, abs=1e-3) and new["ci_high"] == pytest.approx(2 + 2.484, abs=1e-3)
+    assert new["ci_low"] == pytest.approx(2 - half) and new["ci_high"] == pytest.approx(2 + half)
+    assert new["direction"] == "lower" and not new["excludes_zero"] and new["better"] == DIRECT_ARM
+    # ref − direct: 2 − 7, 2.5 − 6.5, 3 − 6 = −5, −4, −3 → mean −4, sd 1: interval below 0, ref better
+    ref = rows.loc[("ref", "test/nll")]
+    assert ref["mean_diff"] == pytest.approx(-4.0) and ref["ci_high"] == pytest.approx(-4 + 2.484, abs=1e-3)
+    assert ref["excludes_zero"] and ref["better"] == "ref"
+    # test/acc: new − direct = 0.5, 1.5, 3.0 → mean 5/3
+    assert rows.loc[("new", "test/acc"), "mean_diff"] == pytest.approx(5 / 3)
+
+
+def test_paired_direct_without_direct_runs_is_only_a_header(tmp_path):
+    grid_dir = make_grid_folder(tmp_path, final={key: value for key, value in FINAL.items() if key[0] != DIRECT_ARM})
+    tables = aggregate(grid_dir)
+    assert tables["paired_direct"].empty
+    assert (grid_dir / "paired_direct.csv").read_text().strip() == ",".join(PAIRED_COLUMNS)
 
 
 def test_aggregate_command_line(tmp_path):
