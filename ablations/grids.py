@@ -34,7 +34,7 @@ BASELINE_ARM = "baseline"  # name of the shared arm in the `all` grid
 BASELINE: dict[str, Any] = {
     "data.encoding": "mono",
     "model.kind": "rmvae",
-    "model.encoder": "conv",
+    "model.encoder": "fc",
     "model.temporal_input": "experts",
     "model.latent_prior": "temporal",
     "model.decoder_context": True,

@@ -86,7 +86,9 @@ class ModelConfig:
     # next-measure NLL alone: the baseline that says what the latents add.
     kind: str = "rmvae"
     size: str = "medium"
-    encoder: str = "conv"  # "conv" (5×5 convolutions) or "rnn" (FC → BiLSTM → FC, the thesis's)
+    # Per-voice encoders and decoders: "fc" (the flattened measure through FC layers), "conv"
+    # (5×5 convolutions) or "rnn" (FC → BiLSTM → FC, the thesis's).
+    encoder: str = "fc"
     z_dim: int = 32
     width_scale: float = 1.0  # multiplies every preset width (quick profile shrinks models)
     # What the temporal LSTM reads per measure: "experts", every voice's expert mean side by side
@@ -107,7 +109,7 @@ class ModelConfig:
     def __post_init__(self):
         _check_choice("model.kind", self.kind, {"rmvae", "direct"})
         _check_choice("model.size", self.size, set(SIZES))
-        _check_choice("model.encoder", self.encoder, {"rnn", "conv"})
+        _check_choice("model.encoder", self.encoder, {"rnn", "conv", "fc"})
         _check_choice("model.temporal_input", self.temporal_input, {"experts", "latents"})
         _check_choice("model.latent_prior", self.latent_prior, {"temporal", "standard"})
         if self.z_dim < 1 or self.width_scale <= 0:

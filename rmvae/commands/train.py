@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "flags and --section.key=value still override it")
     parser.add_argument("--source", help="'bach' or a folder of MIDI files")
     parser.add_argument("--size", choices=["small", "medium", "big"])
-    parser.add_argument("--encoder", choices=["rnn", "conv"])
+    parser.add_argument("--encoder", choices=["fc", "conv", "rnn"])
     parser.add_argument("--encoding", choices=["mono", "poly"])
     parser.add_argument("--rpoe", action=argparse.BooleanOptionalAction, default=None, help="recurrent PoE")
     parser.add_argument("--scale-rhythm", action=argparse.BooleanOptionalAction, default=None,

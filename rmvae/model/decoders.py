@@ -111,3 +111,23 @@ class ConvVoiceDecoder(_Heads):
         h = rearrange(h, "n (c s f) -> n c s f", s=self.grid[0], f=self.grid[1])
         image = self.deconvs(h)  # (N, 1, 16, F')
         return self._apply_heads(self.frame_fc(rearrange(image, "n 1 s f -> n s f")))
+
+
+class FCVoiceDecoder(_Heads):
+    """FC decoder: z → FC (reversed measure FC) → 16 frames → per-frame FC → heads (mirror of the FC encoder)."""
+
+    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
+        super().__init__()
+        layers = config.layers()
+        measure_widths = tuple(reversed(layers["measure_fc"]))
+        frame_widths = tuple(reversed(layers["frame_fc"]))
+        self.frame_size = frame_widths[0]
+        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
+        self.to_frames = nn.Sequential(relu_linear(measure_widths[-1], STEPS_PER_MEASURE * self.frame_size), nn.ReLU())
+        self.frame_fc = fc_stack(self.frame_size, frame_widths[1:], config.dropout_fc)
+        self._build_heads(frame_widths[-1], encoding, n_pitches)
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """``(N, in)`` → the two head outputs (see the module docstring)."""
+        frames = rearrange(self.to_frames(self.measure_fc(z)), "n (s h) -> n s h", s=STEPS_PER_MEASURE)
+        return self._apply_heads(self.frame_fc(frames))

@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rmvae.config import STEPS_PER_MEASURE, ModelConfig
-from rmvae.model.decoders import ConvVoiceDecoder, VoiceDecoder, n_features
-from rmvae.model.encoders import ConvVoiceEncoder, VoiceEncoder, run_lstm
+from rmvae.model.decoders import ConvVoiceDecoder, FCVoiceDecoder, VoiceDecoder, n_features
+from rmvae.model.encoders import ConvVoiceEncoder, FCVoiceEncoder, VoiceEncoder, run_lstm
 from rmvae.model.poe import product_of_experts, recurrent_posteriors
 
 
@@ -100,8 +100,8 @@ class RMVAE(nn.Module):
         self.encoding = encoding
         self.has_latents = config.kind == "rmvae"
         self.n_features = n_features(encoding, n_pitches)  # validates the encoding
-        encoder_cls, decoder_cls = ((VoiceEncoder, VoiceDecoder) if config.encoder == "rnn"
-                                    else (ConvVoiceEncoder, ConvVoiceDecoder))
+        encoder_cls, decoder_cls = {"rnn": (VoiceEncoder, VoiceDecoder), "conv": (ConvVoiceEncoder, ConvVoiceDecoder),
+                                    "fc": (FCVoiceEncoder, FCVoiceDecoder)}[config.encoder]
         layers = config.layers()
         width, n_layers = layers["temporal_width"], layers["temporal_layers"]
         self.state_size = width
