@@ -1,0 +1,168 @@
+"""Does the model learn? Train, evaluate, and print the goals of the issue "The model learns".
+
+    python benchmarks/learning.py [--seeds 3] [--jobs 2] [--threads 1] [--out reports/learning]
+
+Runs the ``objective`` grid (the default design, the thesis's design and the direct predictor,
+``--seeds`` seeds each, same split and budget) in the ``cpu`` profile and in the ``quick``
+profile through ``ablations/run.py`` — so it resumes when interrupted and writes the grids'
+reports under ``--out`` — then prints, beside the positional unigram and the direct predictor
+on the same split:
+
+- ``cpu``: best validation NLL per seed (goal ≤ 54.7, the one-minute MLP of the issue; stretch
+  ≤ 52) and test greedy onset accuracy (goal ≥ 0.26, stretch ≥ 0.30), wall time per run;
+- ``quick``: validation NLL at least 2 nats under the positional unigram on every seed;
+- continuations of the test chorales (8 seed + 8 measures, latent sampling): repeat rate
+  ≤ 0.10, distinct pitches per voice ≥ 7, note-length entropy ≥ 1.0 bit, dissonance 0.30–0.45;
+- the thesis's design with the same budget.
+
+The goal lines are written to ``benchmarks/results/learning_cpu.txt`` too.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+MLP_NLL, MLP_NLL_STRETCH = 54.7, 52.0
+ONSET_GOAL, ONSET_STRETCH = 0.26, 0.30
+QUICK_MARGIN = 2.0
+CONTINUATION_GOALS = {  # statistic: (low, high) of the latent-sampled continuations
+    "repeat_rate": (None, 0.10),
+    "distinct_pitches_per_voice": (7.0, None),
+    "note_length_entropy": (1.0, None),
+    "dissonance_rate": (0.30, 0.45),
+}
+DEFAULT_ARM, THESIS_ARM = "default_design", "thesis_design"
+
+
+def run_grid(profile: str, args) -> Path:
+    """Train (or resume) the objective grid in one profile; returns its folder."""
+    from ablations.run import main as run_main
+
+    out = args.out / profile
+    argv = ["--grid", "objective", "--profile", profile, "--seeds", str(args.seeds), "--out", str(out),
+            "--launcher", "local-parallel", "--jobs", str(args.jobs), "--threads", str(args.threads)]
+    if args.no_wandb:
+        argv.append("--no-wandb")
+    code = run_main(argv)
+    if code == 2:
+        raise SystemExit(f"ablations/run.py refused the grid (exit 2); see above")
+    return out / "objective"
+
+
+def best_val_nll(grid_dir: Path) -> pd.DataFrame:
+    """Lowest validation NLL of every run (what best.ckpt was selected on): arm, seed, val_nll."""
+    runs = pd.read_csv(grid_dir / "runs.csv")
+    val = runs[runs["metric"] == "val/nll"]
+    return val.groupby(["arm", "seed"], as_index=False)["value"].min().rename(columns={"value": "val_nll"})
+
+
+def test_metric(grid_dir: Path, metric: str) -> pd.DataFrame:
+    final = pd.read_csv(grid_dir / "final.csv")
+    rows = final[final["metric"] == metric]
+    return rows[["arm", "seed", "value"]].rename(columns={"value": metric})
+
+
+def val_unigram(grid_dir: Path) -> float:
+    """The positional unigram's validation NLL on the grid's own data config."""
+    import json
+
+    from rmvae.baselines import unigram_scores
+    from rmvae.config import Config
+    from rmvae.data.datamodule import ChoraleDataModule
+
+    run_dir = next((grid_dir / "runs").iterdir())
+    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    datamodule = ChoraleDataModule(config.data)
+    datamodule.setup()
+    return unigram_scores(datamodule.datasets["train"], datamodule.datasets["val"], datamodule.pitch_range)["nll"]
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def within(value: float, low: float | None, high: float | None) -> bool:
+    return (low is None or value >= low) and (high is None or value <= high)
+
+
+def report(cpu_dir: Path, quick_dir: Path | None) -> list[str]:
+    """The goal lines, every model number beside the baselines."""
+    lines = []
+    table = best_val_nll(cpu_dir)
+    for metric in ("test/nll", "test/acc", "test/acc_onsets", "test/unigram_nll"):
+        table = table.merge(test_metric(cpu_dir, metric), on=["arm", "seed"], how="left")
+    status = pd.read_csv(cpu_dir / "status.csv")
+    table = table.merge(status[["arm", "seed", "train_seconds"]], on=["arm", "seed"], how="left")
+    unigram_val = val_unigram(cpu_dir)
+    unigram_test = float(table["test/unigram_nll"].dropna().iloc[0])
+    lines.append(f"cpu profile (objective grid, {table['seed'].nunique()} seeds); NLL in nats per target measure")
+    lines.append(f"{'arm':18s} {'seed':>4s} {'val NLL':>8s} {'test NLL':>9s} {'test acc':>9s} {'onset acc':>10s} "
+                 f"{'train s':>8s}")
+    lines.append(f"{'positional unigram':18s} {'':>4s} {unigram_val:8.2f} {unigram_test:9.2f}")
+    for row in table.sort_values(["arm", "seed"]).itertuples(index=False):
+        lines.append(f"{row.arm:18s} {row.seed:4d} {row.val_nll:8.2f} {getattr(row, '_3'):9.2f} "
+                     f"{getattr(row, '_4'):9.3f} {getattr(row, '_5'):10.3f} {row.train_seconds:8.0f}")
+    default = table[table["arm"] == DEFAULT_ARM]
+    if len(default):
+        worst_val, worst_onset = default["val_nll"].max(), default["test/acc_onsets"].min()
+        lines.append(f"goal: val NLL ≤ {MLP_NLL} on every seed (worst {worst_val:.2f}): {verdict(worst_val <= MLP_NLL)}; "
+                     f"stretch ≤ {MLP_NLL_STRETCH}: {verdict(worst_val <= MLP_NLL_STRETCH)}")
+        lines.append(f"goal: test onset accuracy ≥ {ONSET_GOAL} on every seed (worst {worst_onset:.3f}): "
+                     f"{verdict(worst_onset >= ONSET_GOAL)}; stretch ≥ {ONSET_STRETCH}: "
+                     f"{verdict(worst_onset >= ONSET_STRETCH)}")
+        lines.append(f"wall time per run (training, 1 of 2 parallel jobs): {default['train_seconds'].min():.0f}–"
+                     f"{default['train_seconds'].max():.0f} s")
+        final = pd.read_csv(cpu_dir / "final.csv")
+        rows = final[final["arm"] == DEFAULT_ARM]
+        lines.append("continuations of the test chorales, latent sampling (mean over seeds; Bach in brackets):")
+        for statistic, (low, high) in CONTINUATION_GOALS.items():
+            value = rows[rows["metric"] == f"latent/{statistic}"]["value"].mean()
+            bach = rows[rows["metric"] == f"bach/{statistic}"]["value"].mean()
+            bounds = f"{'' if low is None else f'≥ {low}'}{' and ' if low is not None and high is not None else ''}" \
+                     f"{'' if high is None else f'≤ {high}'}"
+            lines.append(f"  {statistic:28s} {value:6.3f} [{bach:.3f}]  goal {bounds}: {verdict(within(value, low, high))}")
+    thesis = table[table["arm"] == THESIS_ARM]
+    if len(thesis):
+        lines.append(f"thesis design, same budget: val NLL {thesis['val_nll'].mean():.2f} (unigram {unigram_val:.2f}); "
+                     f"{'at or above' if thesis['val_nll'].min() >= unigram_val - 1 else 'below'} the positional unigram")
+    if quick_dir is not None:
+        quick = best_val_nll(quick_dir)
+        quick_unigram = val_unigram(quick_dir)
+        quick_default = quick[quick["arm"] == DEFAULT_ARM]["val_nll"]
+        goal = quick_unigram - QUICK_MARGIN
+        lines.append(f"quick profile: default design val NLL per seed {', '.join(f'{v:.2f}' for v in quick_default)} "
+                     f"(unigram {quick_unigram:.2f}); goal ≤ {goal:.2f} on every seed: "
+                     f"{verdict(len(quick_default) > 0 and quick_default.max() <= goal)}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at once (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
+    parser.add_argument("--out", type=Path, default=REPO / "reports" / "learning")
+    parser.add_argument("--skip-quick", action="store_true", help="only the cpu profile")
+    parser.add_argument("--no-wandb", action="store_true")
+    parser.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "learning_cpu.txt")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    cpu_dir = run_grid("cpu", args)
+    quick_dir = None if args.skip_quick else run_grid("quick", args)
+    lines = report(cpu_dir, quick_dir)
+    text = "\n".join(lines)
+    print(text)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    sys.exit(main())
