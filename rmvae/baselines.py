@@ -26,7 +26,7 @@ class PositionalUnigram:
     @classmethod
     def fit(cls, targets: np.ndarray, masks: np.ndarray, n_classes: int, alpha: float = 1.0) -> "PositionalUnigram":
         """Count tokens of target measures ``(N, V, S)`` whose voice is present (``masks (N, V)``)."""
-        targets = np.asarray(targets, dtype=np.int64)
+        targets, masks = np.asarray(targets, dtype=np.int64), np.asarray(masks, dtype=bool)
         n, voices, steps = targets.shape
         counts = np.full((voices, steps, n_classes), alpha, dtype=np.float64)
         for v in range(voices):

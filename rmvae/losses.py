@@ -91,7 +91,9 @@ def kl_divergence(mu: Tensor, logvar: Tensor, prior_mu: Tensor | None = None,
         prior_mu = torch.zeros_like(mu)
     if prior_logvar is None:
         prior_logvar = torch.zeros_like(logvar)
-    kl = 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu) ** 2) * torch.exp(-prior_logvar) - 1)
+    # exp(logvar − prior_logvar) rather than exp(logvar)·exp(−prior_logvar): exactly 1 when the two
+    # Gaussians are equal, so KL(q‖q) is 0, never a rounding error below it.
+    kl = 0.5 * (prior_logvar - logvar + torch.exp(logvar - prior_logvar) + (mu - prior_mu) ** 2 * torch.exp(-prior_logvar) - 1)
     return kl if per_dim else kl.sum(dim=-1)
 
 

@@ -315,7 +315,14 @@ class RMVAEModule(L.LightningModule):
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
         _, logs, output = self.model_step(batch, stage)
-        logs.update(self.accuracy_logs(output, batch))
+        if self.model.has_latents:  # greedy accuracy of the predictive distribution, not of its mean latent
+            marginal = self.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
+                                                      self.config.loss.nll_samples,
+                                                      torch.Generator().manual_seed(NLL_SEED + batch_idx))
+            logs.update(self.accuracy_logs(dataclasses.replace(output, prediction=marginal), batch))
+            logs.update(self.accuracy_logs(output, batch, prefix="acc_mean_latent"))
+        else:
+            logs.update(self.accuracy_logs(output, batch))
         logs.update(self.baseline_logs(batch))
         logs.update(self.fill_logs(batch, batch_idx))
         # The same noise for every checkpoint and arm: the estimate is a function of the weights.

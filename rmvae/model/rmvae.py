@@ -334,6 +334,24 @@ class RMVAE(nn.Module):
                            target_logvar=target_logvar, target_z=target_z, recon=recon,
                            target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar)
 
+    @torch.no_grad()
+    def predictive_marginal(self, mu: Tensor, logvar: Tensor, state: Tensor, n_samples: int,
+                            generator: torch.Generator | None = None) -> Decoded:
+        """Each step's token distribution under the predictive mixture, E_z[p(x_s | z)] with
+        z ~ N(mu, e^logvar) ``(B, Z)`` (``n_samples`` draws), in the heads' own parametrisation.
+
+        Greedy decoding of this is the most likely token of every step under the model's
+        predictive distribution; decoding the mean latent instead can fall where no sample goes.
+        """
+        eps = torch.randn((n_samples, *mu.shape), generator=generator).to(mu)
+        decoded = self.decode(mu + torch.exp(0.5 * logvar) * eps, state.expand(n_samples, *state.shape))
+        if self.encoding == "poly":
+            active = torch.sigmoid(decoded.activation_logits).mean(0)
+            return Decoded(activation_logits=torch.logit(active, eps=1e-6), duration=decoded.duration.mean(0))
+        hold = torch.sigmoid(decoded.hold_logits).mean(0)  # (B, V, S)
+        pitch = (torch.sigmoid(-decoded.hold_logits).unsqueeze(-1) * torch.softmax(decoded.pitch_logits, -1)).mean(0)
+        return Decoded(pitch_logits=torch.log(pitch.clamp_min(1e-12)), hold_logits=torch.logit(hold, eps=1e-6))
+
     # --- output heads → symbols -------------------------------------------------------------
 
     @torch.no_grad()
