@@ -75,7 +75,9 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "objective": {  # the default design against the thesis's (README, "The objective")
         "default_design": {key: BASELINE[key] for key in THESIS_DESIGN},
-        "thesis_design": dict(THESIS_DESIGN),
+        # the thesis's objective and temporal model on the default's FC encoders: what the objective does
+        "thesis_objective": {**THESIS_DESIGN, "model.encoder": BASELINE["model.encoder"]},
+        "thesis_design": dict(THESIS_DESIGN),  # exactly the thesis's model (RNN encoders)
     },
 }
 

@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ablations/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, choices=GRID_CHOICES, help="which comparison to run")
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES),
-                        help="budget: quick (CPU, minutes) or full (thesis scale, GPUs); default quick")
+                        help="budget: quick (CPU, minutes), cpu (≈15 min a run on 2 cores, reaches a verdict) "
+                             "or full (thesis scale, GPUs); default quick")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                         help=f"training seeds per arm, 0..N-1 (default {DEFAULT_SEEDS})")
     parser.add_argument("--launcher", default="local", choices=LAUNCHER_CHOICES,
@@ -206,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="dotted config override for every arm, e.g. --set train.max_steps=50")
     parser.add_argument("--no-wandb", action="store_true", help="do not log to Weights & Biases")
+    parser.add_argument("--arms", nargs="+", metavar="ARM",
+                        help="train only these arms now (the others keep what they have; the report shows every "
+                             "finished run), e.g. to add seeds to one costly arm later")
     parser.add_argument("--dry-run", action="store_true", help="list the runs and train nothing")
     parser.add_argument("--retry-failed", action="store_true", help="run again the runs that have FAILED")
     parser.add_argument("--no-report", action="store_true", help="write the tables but not the figures and report.md")
@@ -235,6 +239,10 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
                            wandb=not args.no_wandb)
         grid_dir = args.out / args.grid
         check_grid_folder(grid_dir, plan)
+        unknown_arms = sorted(set(args.arms or ()) - set(plan.arms))
+        if unknown_arms:
+            raise ConfigError(f"--arms {', '.join(unknown_arms)}: not an arm of grid {args.grid!r}; "
+                              f"its arms: {', '.join(plan.arms)}")
     except ConfigError as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
@@ -245,6 +253,8 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
 
     todo = [spec for spec in plan.runs if run_status(spec.run_dir(grid_dir)) in ("pending", "interrupted")
             or (args.retry_failed and run_status(spec.run_dir(grid_dir)) == "failed")]
+    if args.arms:
+        todo = [spec for spec in todo if spec.arm in args.arms]
     peer_rank = int(os.environ.get("LOCAL_RANK") or 0)
     if peer_rank > 0 and args.devices > 1:
         # Lightning's DDP re-executes this very command for ranks > 0 while rank 0 trains the first

@@ -72,6 +72,7 @@ def build_trainer(config: Config, out_dir: Path, loggers: list, progress_bar: bo
                      precision=train.precision, gradient_clip_val=train.grad_clip, logger=loggers,
                      callbacks=callbacks, deterministic=train.deterministic,
                      log_every_n_steps=train.log_every_n_steps, limit_val_batches=train.limit_val_batches,
+                     check_val_every_n_epoch=train.val_every_n_epochs,
                      enable_progress_bar=progress_bar, enable_model_summary=False, default_root_dir=str(out_dir))
 
 
