@@ -119,7 +119,27 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
                 wandb.finish()  # close W&B even when training crashed
     best = trainer.checkpoint_callback.best_model_path or str(last)
     return {"best_checkpoint": best, "last_checkpoint": str(last), "wandb_run_id": run_id,
-            "steps": int(trainer.global_step), "parameters": module.model.n_parameters()}
+            "steps": int(trainer.global_step), "parameters": module.model.n_parameters(),
+            **last_validation(metrics_csv, ("val/nll", "val/active_units", "val/kl_inputs"))}
+
+
+def last_validation(metrics_csv: Path, keys) -> dict[str, float]:
+    """The last logged value of each validation metric (absent keys are left out)."""
+    if not metrics_csv.exists():
+        return {}
+    metrics = pd.read_csv(metrics_csv)
+    return {key: float(metrics[key].dropna().iloc[-1]) for key in keys
+            if key in metrics and metrics[key].notna().any()}
+
+
+def collapse_warning(result: dict) -> str | None:
+    """A warning when every latent dimension is inactive at the last validation (posterior collapse)."""
+    if result.get("val/active_units") == 0:
+        return (f"warning: no active latent unit at the last validation (input KL {result.get('val/kl_inputs', 0):.3g} "
+                f"nats): the encoders are switched off (posterior collapse); with model.temporal_input=latents the "
+                f"prediction then ignores the past. See README 'The objective' (model.latent_prior=temporal, "
+                f"model.temporal_input=experts, loss.free_bits).")
+    return None
 
 
 def _merge_metrics(earlier: pd.DataFrame, metrics_csv: Path) -> None:

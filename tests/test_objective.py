@@ -333,3 +333,15 @@ def test_logged_kl_terms_are_not_negative(design, loss):
     assert all(len(values) == 3 for values in kls.values())
     negative = {name: min(values) for name, values in kls.items() if min(values) < 0}
     assert not negative, negative
+
+
+def test_training_summary_warns_only_when_no_unit_is_active(tmp_path):
+    from rmvae.train import collapse_warning, last_validation
+
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("step,val/nll,val/active_units,val/kl_inputs\n10,70.0,3,5.0\n20,,,\n30,68.0,0,0.0001\n")
+    result = last_validation(csv, ("val/nll", "val/active_units", "val/kl_inputs", "val/absent"))
+    assert result == {"val/nll": 68.0, "val/active_units": 0.0, "val/kl_inputs": 0.0001}
+    assert "posterior collapse" in collapse_warning(result)
+    assert collapse_warning({**result, "val/active_units": 1.0}) is None
+    assert collapse_warning({"val/nll": 60.0}) is None  # a direct predictor has no latent units

@@ -101,4 +101,11 @@ def run(args) -> int:
 
     if rank_zero_only.rank == 0:  # under DDP every process returns here; one summary line
         print(json.dumps(result))
+        from rmvae.train import collapse_warning
+
+        warning = collapse_warning(result)
+        if warning:
+            import sys
+
+            print(warning, file=sys.stderr)
     return 0
