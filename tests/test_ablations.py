@@ -27,10 +27,10 @@ if str(REPO) not in sys.path:  # `ablations` is a folder of the repo, not an ins
     sys.path.insert(0, str(REPO))
 
 from ablations import atomic_write_json, atomic_write_text
-from ablations.grids import (BASELINE, BASELINE_ARM, GRID_CHOICES, GRIDS, PROFILES, SHARED_KEYS, expand_grid,
-                             experiment_key, run_id, toggle_tags)
+from ablations.grids import (BASELINE, BASELINE_ARM, DIRECT_ARM, GRID_CHOICES, GRIDS, PROFILES, SHARED_KEYS,
+                             expand_grid, experiment_key, run_id, toggle_tags)
 from ablations.run import main, run_one, run_status
-from rmvae.config import Config, ConfigError, apply_overrides
+from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides
 
 PNG_1X1 = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                         "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
@@ -146,9 +146,13 @@ def test_all_grid_runs_the_baseline_once():
         assert len(set(keys.values())) == len(keys)  # no two arms are the same experiment
         assert plan.reference == BASELINE_ARM and list(plan.arms)[0] == BASELINE_ARM
         every_arm = {arm for arms in GRIDS.values() for arm in arms}
+        assert DIRECT_ARM not in every_arm
         collapsed = every_arm - set(plan.arms)
         assert len(collapsed) == len(GRIDS)  # each grid's baseline arm became "baseline"
-        assert len(plan.arms) == len(every_arm) - len(GRIDS) + 1
+        # ...plus the direct predictor, trained once beside the arms, last
+        assert len(plan.arms) == len(every_arm) - len(GRIDS) + 1 + 1
+        assert list(plan.arms)[-1] == DIRECT_ARM and plan.arms[DIRECT_ARM] == {"model.kind": "direct"}
+        assert len(plan.runs) == len(plan.arms) * 3
     quick = expand_grid("all", "quick")
     assert "small" not in quick.arms and "medium" in quick.arms  # quick baseline is small
     assert "medium" not in expand_grid("all", "full").arms
@@ -158,14 +162,49 @@ def test_baseline_is_the_spec_default():
     plan = expand_grid("harmony", "full")
     config = next(r.config for r in plan.runs if r.arm == plan.reference)
     assert (config.data.encoding, config.model.encoder, config.data.transpose, config.model.size) == \
-        ("mono", "rnn", True, "medium")
+        ("mono", "fc", True, "medium")
+    # the default (VRNN-style) design: experts into the temporal LSTM, temporal priors, decoder context
+    assert (config.model.kind, config.model.temporal_input, config.model.latent_prior) == \
+        ("rmvae", "experts", "temporal")
+    assert config.model.decoder_context and config.loss.target_posterior
     assert config.model.rpoe and config.loss.scale and config.loss.rhythm and config.loss.harmony
     assert (config.data.n_measures, config.data.offset) == (8, 1)
+    for key, value in BASELINE.items():  # the baseline is what Config() defaults to
+        section, name = key.split(".")
+        assert getattr(getattr(Config(), section), name) == value, key
     quick = next(r.config for r in expand_grid("harmony", "quick").runs)
-    assert quick.model.size == "small" and quick.model.width_scale < 1
+    assert quick.model.size == "small"
+    for key, value in PROFILES["quick"].items():  # the quick profile's budget and model, as written
+        section, name = key.split(".")
+        assert getattr(getattr(quick, section), name) == value, key
     assert expand_grid("size", "quick").reference == "small"
     assert expand_grid("size", "full").reference == "medium"
     assert set(BASELINE) <= set(expand_grid("rpoe").base_overrides)
+    # RPoE only exists under N(0, I) priors: the rpoe grid's baseline arm is the temporal prior
+    rpoe = expand_grid("rpoe", "full")
+    assert rpoe.reference == "temporal_prior"
+    for arm, flag in (("rpoe_on", True), ("rpoe_off", False)):
+        arm_config = next(r.config for r in rpoe.runs if r.arm == arm)
+        assert (arm_config.model.latent_prior, arm_config.model.rpoe) == ("standard", flag)
+    # the objective grid: the default design against the thesis's (THESIS_DESIGN)
+    objective = expand_grid("objective", "full")
+    assert objective.reference == "default_design"
+    thesis = next(r.config for r in objective.runs if r.arm == "thesis_design")
+    for key, value in THESIS_DESIGN.items():
+        section, name = key.split(".")
+        assert getattr(getattr(thesis, section), name) == value, key
+    assert (thesis.model.encoder, thesis.model.temporal_input, thesis.model.latent_prior) == \
+        ("rnn", "latents", "standard")
+    assert not thesis.model.decoder_context and not thesis.loss.target_posterior
+    # ...and the thesis's objective and temporal model on the default's encoders
+    thesis_objective = next(r.config for r in objective.runs if r.arm == "thesis_objective")
+    default = next(r.config for r in objective.runs if r.arm == "default_design")
+    assert _changed_keys(experiment_key(thesis), experiment_key(thesis_objective)) == {"model.encoder"}
+    assert thesis_objective.model.encoder == default.model.encoder == BASELINE["model.encoder"]
+    # the direct predictor is the baseline without latents, nothing else changed
+    direct = next(r.config for r in plan.runs if r.arm == DIRECT_ARM and r.seed == 0)
+    assert _changed_keys(experiment_key(config), experiment_key(direct)) == {"model.kind"}
+    assert direct.model.kind == "direct"
 
 
 def test_run_id_is_a_stable_hash_that_ignores_wandb_labels():
@@ -190,8 +229,9 @@ def test_wandb_labels_and_tags():
 def test_bad_grid_profile_and_override_raise_one_clear_error():
     with pytest.raises(ConfigError, match="transpose, size"):
         expand_grid("nope")
-    with pytest.raises(ConfigError, match="quick, full"):
+    with pytest.raises(ConfigError, match="unknown profile 'medium'; choose one of quick, cpu, full"):
         expand_grid("harmony", "medium")
+    assert list(PROFILES) == ["quick", "cpu", "full"]
     with pytest.raises(ConfigError, match="model.nope"):
         expand_grid("harmony", overrides=["model.nope=1"])
     with pytest.raises(ConfigError, match="varies"):
@@ -214,24 +254,28 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
 def test_grid_runs_once_and_second_call_trains_nothing(tmp_path, train_log):
     argv = ["--grid", "harmony", "--out", str(tmp_path), "--set", "train.max_steps=6", "--no-wandb"]
     assert main(argv, run_fn=FAKE_RUN) == 0
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 6
+    runs = expand_grid("harmony", overrides=["train.max_steps=6"], wandb=False).runs
+    assert len(runs) == 9  # 2 arms and the direct predictor, 3 seeds each
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 9
     grid_dir = tmp_path / "harmony"
-    for run in expand_grid("harmony", overrides=["train.max_steps=6"], wandb=False).runs:
+    for run in runs:
         run_dir = run.run_dir(grid_dir)
         for name in ("config.json", "run.json", "metrics.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
                      "test_metrics.json", "result.json", "DONE", "sample.mid", "sample.png"):
             assert (run_dir / name).exists(), name
         assert Config.from_dict(json.loads((run_dir / "config.json").read_text())) == run.config
-    for table in ("runs", "final", "summary", "paired", "status"):
+    for table in ("runs", "final", "summary", "paired", "paired_direct", "status"):
         assert (grid_dir / f"{table}.csv").exists()
     assert (grid_dir / "report.md").exists() and (grid_dir / "grid.json").exists()
     mtimes = {p: p.stat().st_mtime_ns for p in (grid_dir / "runs").rglob("DONE")}
+    assert len(mtimes) == 9
 
     assert main(argv, run_fn=FAKE_RUN) == 0  # same command again: nothing trains
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 6
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 9
     assert mtimes == {p: p.stat().st_mtime_ns for p in (grid_dir / "runs").rglob("DONE")}
     status = pd.read_csv(grid_dir / "status.csv")
     assert (status["status"] == "done").all() and status["wandb_run_id"].str.startswith("wb-").all()
+    assert sorted(status["arm"].value_counts().items()) == [(DIRECT_ARM, 3), ("harmony_off", 3), ("harmony_on", 3)]
 
 
 def test_failed_run_is_recorded_and_grid_goes_on(tmp_path, train_log, monkeypatch):
@@ -243,13 +287,20 @@ def test_failed_run_is_recorded_and_grid_goes_on(tmp_path, train_log, monkeypatc
     failed = status[status["status"] == "failed"]
     assert list(failed["arm"]) == ["harmony_off"] and list(failed["seed"]) == [1]
     assert "NaN" in failed["reason"].iloc[0]
-    assert (status["status"] == "done").sum() == 5
+    assert (status["status"] == "done").sum() == 8  # the other 5 runs of the arms and 3 of the direct predictor
     failed_dir = grid_dir / "runs" / failed["run_id"].iloc[0]
     assert (failed_dir / "FAILED").exists() and not (failed_dir / "DONE").exists()
     report = (grid_dir / "report.md").read_text()
     assert failed["run_id"].iloc[0] in report and "NaN" in report
     paired = pd.read_csv(grid_dir / "paired.csv")
-    assert (paired["n"] == 2).all()  # seed 1 has no pair
+    assert set(paired["arm"]) == {"harmony_off", DIRECT_ARM} and (paired["reference"] == "harmony_on").all()
+    assert (paired.loc[paired["arm"] == "harmony_off", "n"] == 2).all()  # seed 1 has no pair
+    assert (paired.loc[paired["arm"] == DIRECT_ARM, "n"] == 3).all()  # the direct predictor has all three
+    paired_direct = pd.read_csv(grid_dir / "paired_direct.csv")
+    assert set(paired_direct["arm"]) == {"harmony_on", "harmony_off"}
+    assert (paired_direct["reference"] == DIRECT_ARM).all()
+    assert (paired_direct.loc[paired_direct["arm"] == "harmony_off", "n"] == 2).all()  # seed 1 has no pair here either
+    assert (paired_direct.loc[paired_direct["arm"] == "harmony_on", "n"] == 3).all()
 
     starts = len(_train_log(train_log))
     assert main(argv, run_fn=FAKE_RUN) == 1  # a failed run is not retried by default
@@ -346,7 +397,10 @@ def test_local_parallel_launcher(tmp_path, train_log):
             *TINY]
     assert main(argv, run_fn=FAKE_RUN) == 0
     status = pd.read_csv(tmp_path / "rpoe" / "status.csv")
-    assert len(status) == 4 and (status["status"] == "done").all()
+    # 3 arms (temporal_prior, rpoe_on, rpoe_off) and the direct predictor, 2 seeds each
+    assert len(status) == 8 and (status["status"] == "done").all()
+    assert set(status["arm"]) == {"temporal_prior", "rpoe_on", "rpoe_off", DIRECT_ARM}
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 8
 
 
 def test_slurm_launcher_in_submitit_debug_mode(tmp_path, train_log):
@@ -354,9 +408,11 @@ def test_slurm_launcher_in_submitit_debug_mode(tmp_path, train_log):
             "--seeds", "2", *TINY]
     assert main(argv, run_fn=FAKE_RUN) == 0
     status = pd.read_csv(tmp_path / "rpoe" / "status.csv")
-    assert len(status) == 4 and (status["status"] == "done").all()
+    # 3 arms (temporal_prior, rpoe_on, rpoe_off) and the direct predictor, 2 seeds each
+    assert len(status) == 8 and (status["status"] == "done").all()
+    assert set(status["arm"]) == {"temporal_prior", "rpoe_on", "rpoe_off", DIRECT_ARM}
     assert main(argv, run_fn=FAKE_RUN) == 0
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 4
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 8
 
 
 def test_submitit_job_requeues_itself():

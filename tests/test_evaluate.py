@@ -96,16 +96,71 @@ def test_sample_continuation_is_written(results, sample_path):
     assert sample_path.with_suffix(".png").stat().st_size > 0
 
 
-def test_text_report_lists_the_same_numbers(results, checkpoint, capsys, monkeypatch):
+def _shows(cell: str, value: float, decimals: int) -> bool:
+    """A printed cell is the value rounded to ``decimals`` (NaN prints as nan)."""
+    if math.isnan(value):
+        return cell == "nan"
+    return float(cell) == pytest.approx(value, abs=0.5 * 10 ** -decimals + 1e-9)
+
+
+def _text_report(checkpoint, numbers, capsys, monkeypatch) -> list[str]:
     import rmvae.evaluation
 
-    numbers = {k: math.nan if v is None else v for k, v in results.items()}
     monkeypatch.setattr(rmvae.evaluation, "evaluate_checkpoint", lambda *args, **kwargs: numbers)
     assert main(["evaluate", checkpoint]) == 0
-    out = capsys.readouterr().out
-    assert f"acc                    {results['test/acc']:.4f}" in out
-    assert f"baseline_hold_acc      {results['test/baseline_hold_acc']:.4f}" in out
-    assert "continuations of 2 pieces" in out and "repeat_rate" in out
+    return capsys.readouterr().out.splitlines()
+
+
+def _row(lines: list[str], label: str) -> list[str]:
+    """The cells after ``label`` on the one line that starts with it (brackets and commas dropped)."""
+    (line,) = [line for line in lines if line.strip().startswith(label + " ")]
+    return line.strip()[len(label):].replace("[", " ").replace("]", " ").replace(",", " ").split()
+
+
+def test_text_report_lists_the_same_numbers(results, checkpoint, capsys, monkeypatch):
+    numbers = {k: math.nan if v is None else v for k, v in results.items()}
+    lines = _text_report(checkpoint, numbers, capsys, monkeypatch)
+    out = "\n".join(lines)
+    # Next-measure prediction: the model beside the positional unigram (NLL, acc, onsets), no
+    # direct predictor row without --direct.
+    assert lines[0].startswith("next-measure prediction on the test split")
+    for label, prefix in (("model", ""), ("positional unigram", "unigram_")):
+        cells = _row(lines, label)
+        assert len(cells) == 3, (label, cells)
+        assert _shows(cells[0], numbers[f"test/{prefix}nll"], 2), label
+        assert _shows(cells[1], numbers[f"test/{prefix}acc"], 3), label
+        assert _shows(cells[2], numbers[f"test/{prefix}acc_onsets"], 3), label
+    assert "direct predictor" not in out and "beats the direct" not in out
+    gain = _row(lines, "beats the unigram by")
+    assert gain[1] == "nats" and gain[4:] == ["(95%", "CI", "over", "windows)"]
+    assert _shows(gain[0], numbers["test/gain_vs_unigram"], 2)
+    assert _shows(gain[2], numbers["test/gain_vs_unigram_ci_low"], 2)
+    assert _shows(gain[3], numbers["test/gain_vs_unigram_ci_high"], 2)
+    # The other teacher-forced numbers, four decimals each, after their own heading.
+    heading = lines.index("other teacher-forced numbers:")
+    for key in ("acc_pitches", "acc_fill", "baseline_hold_acc", "baseline_repeat_acc", "recon_nll", "active_units",
+                "kl_inputs", "harmony"):
+        assert f"{key:22s} {numbers[f'test/{key}']:.4f}" in out, key
+        assert lines.index(f"  {key:22s} {numbers[f'test/{key}']:.4f}") > heading, key
+    # Continuation statistics: mean [95% CI] per statistic in the greedy, latent, sampled and bach modes.
+    assert f"continuations of {int(numbers['continuations'])} pieces" in out and numbers["continuations"] == 2
+    assert _row(lines, "statistic") == ["greedy", "latent", "sampled", "bach"]
+    for statistic in (*STATISTICS, "pitch_class_distance"):
+        cells = _row(lines, statistic)
+        assert len(cells) == 12, (statistic, cells)
+        for m, mode in enumerate(("greedy", "latent", "sampled", "bach")):
+            assert _shows(cells[3 * m], numbers[f"{mode}/{statistic}"], 3), (statistic, mode)
+            assert _shows(cells[3 * m + 1], numbers[f"{mode}/{statistic}_ci_low"], 2), (statistic, mode)
+            assert _shows(cells[3 * m + 2], numbers[f"{mode}/{statistic}_ci_high"], 2), (statistic, mode)
+
+    # With a direct predictor (`--direct`): its row and the model's gain over it.
+    direct = {"test/direct_nll": 81.234, "test/direct_acc": 0.7412, "test/direct_acc_onsets": 0.1234,
+              "test/gain_vs_direct": 3.004, "test/gain_vs_direct_ci_low": -0.5, "test/gain_vs_direct_ci_high": 6.5}
+    lines = _text_report(checkpoint, {**numbers, **direct}, capsys, monkeypatch)
+    assert _row(lines, "direct predictor") == ["81.23", "0.741", "0.123"]
+    table = [line.strip().split("  ")[0] for line in lines[2:5]]  # under the column header, in this order
+    assert table == ["model", "positional unigram", "direct predictor"]
+    assert _row(lines, "beats the direct by") == ["3.00", "nats", "-0.50", "6.50", "(95%", "CI", "over", "windows)"]
 
 
 @pytest.mark.skipif(not THESIS_SAMPLES.is_dir(), reason="shared/anchors/thesis-samples is not checked out")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rmvae import losses
-from rmvae.config import STEPS_PER_MEASURE, ModelConfig
+from rmvae.config import STEPS_PER_MEASURE, THESIS_DESIGN, ModelConfig
 from rmvae.model import RMVAE
 from rmvae.model.poe import product_of_experts
 
@@ -14,6 +14,11 @@ B, T, V, P = 2, 3, 4, 12
 SIZES = [("small", 1.0), ("medium", 0.25)]
 CASES = [(size, scale, encoder, encoding) for (size, scale), encoder, encoding
          in itertools.product(SIZES, ("rnn", "conv"), ("mono", "poly"))]
+# The thesis's model design (config.THESIS_DESIGN's model keys) as ModelConfig fields: the temporal
+# LSTM over sampled PoE/RPoE latents, N(0, I) priors, z-only decoders. The encoder kind is left
+# to each test's own parameter (the thesis's is "rnn").
+THESIS_MODEL = {key.split(".", 1)[1]: value for key, value in THESIS_DESIGN.items()
+                if key.startswith("model.") and key != "model.encoder"}
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -76,25 +81,61 @@ def test_forward_shapes(size, scale, encoder, encoding):
     assert model.encoders[0].to_mu.weight.grad is not None
 
 
-@pytest.mark.parametrize("rpoe", [True, False])
-@pytest.mark.parametrize("encoder", ["rnn", "conv"])
-def test_left_padding_gives_prior(rpoe, encoder):
-    model = make_model(encoder=encoder, rpoe=rpoe).eval()
+@pytest.mark.parametrize("design, rpoe", [("thesis", True), ("thesis", False), ("default", True)],
+                         ids=["thesis-rpoe", "thesis-poe", "default"])  # rpoe only acts under N(0, I) priors
+@pytest.mark.parametrize("encoder", ["rnn", "conv", "fc"])
+def test_left_padding_gives_prior(design, rpoe, encoder):
+    """A measure with no voice present has its prior as posterior: N(0, I) in the thesis design
+    (PoE/RPoE, nothing before it has a voice either); under the default design the temporal
+    prior predicted from the states before it, where the LSTM has read only zeros and the mask."""
+    model = make_model(encoder=encoder, rpoe=rpoe, **(THESIS_MODEL if design == "thesis" else {})).eval()
     inputs, _ = random_inputs("mono", measures=5)
     mask = torch.ones(B, 5, V)
     mask[:, :2] = 0  # two empty measures in front of the window
     mask[1, 2] = 0
     out = model(inputs, mask, sample=False)
-    assert torch.all(out.post_mu[:, :2] == 0) and torch.all(out.post_logvar[:, :2] == 0)
-    assert torch.all(out.post_mu[1, 2] == 0) and torch.all(out.post_logvar[1, 2] == 0)
-    assert not torch.all(out.post_mu[:, 3] == 0)
-    # The empty measures carry nothing into the temporal model (z · present = 0), so their
-    # content does not matter.
+    if design == "thesis":
+        assert out.input_prior_mu is None and out.input_prior_logvar is None  # N(0, I)
+        assert torch.all(out.post_mu[:, :2] == 0) and torch.all(out.post_logvar[:, :2] == 0)
+        assert torch.all(out.post_mu[1, 2] == 0) and torch.all(out.post_logvar[1, 2] == 0)
+        assert not torch.all(out.post_mu[:, 3] == 0)
+    else:
+        # The temporal priors of the empty state sequence, computed here from the LSTM itself:
+        # measure 0 from the zero state, measure t from the state after t empty measures (the
+        # LSTM reads zeroed expert means and an all-zero mask).
+        Z = model.config.z_dim
+        with torch.no_grad():
+            empty_states, _ = model.temporal(torch.zeros(1, 2, V * Z + V))  # (1, 2, W)
+            before = torch.cat([torch.zeros(1, 1, model.state_size), empty_states], dim=1)[0]  # (3, W)
+            empty_mu, empty_logvar = model.to_prior_mu(before), model.to_prior_logvar(before)  # (3, Z)
+        assert not torch.all(empty_mu[0] == 0)  # not N(0, I): the prior of the empty state is learnt
+        for b in range(B):
+            assert torch.allclose(out.input_prior_mu[b, :2], empty_mu[:2], atol=1e-6)
+            assert torch.allclose(out.input_prior_logvar[b, :2], empty_logvar[:2], atol=1e-6)
+        assert torch.allclose(out.input_prior_mu[1, 2], empty_mu[2], atol=1e-6)
+        assert torch.allclose(out.input_prior_logvar[1, 2], empty_logvar[2], atol=1e-6)
+        # An empty measure's posterior is its prior, exactly.
+        assert torch.equal(out.post_mu[:, :2], out.input_prior_mu[:, :2])
+        assert torch.equal(out.post_logvar[:, :2], out.input_prior_logvar[:, :2])
+        assert torch.equal(out.post_mu[1, 2], out.input_prior_mu[1, 2])
+        assert torch.equal(out.post_logvar[1, 2], out.input_prior_logvar[1, 2])
+        assert not torch.allclose(out.post_mu[:, 3], out.input_prior_mu[:, 3])  # present voices move it
+        # A window with no voice at all predicts the temporal prior after the empty sequence.
+        empty = model(inputs, torch.zeros(B, 5, V), sample=False)
+        with torch.no_grad():
+            all_empty, _ = model.temporal(torch.zeros(1, 5, V * Z + V))
+            expected_mu, expected_logvar = model.prior(all_empty[0, -1])
+        assert torch.allclose(empty.prior_mu, expected_mu.expand(B, Z), atol=1e-6)
+        assert torch.allclose(empty.prior_logvar, expected_logvar.expand(B, Z), atol=1e-6)
+    # The empty measures carry nothing into the temporal model (z or expert means · present = 0),
+    # so their content does not matter.
     scrambled, _ = random_inputs("mono", measures=5, generator=torch.Generator().manual_seed(5))
     scrambled[:, 2:] = inputs[:, 2:]
     scrambled[1, 2] = torch.randint(0, P + 2, (V, S))
     again = model(scrambled, mask, sample=False)
     assert torch.allclose(again.prior_mu, out.prior_mu, atol=1e-6)
+    assert torch.allclose(again.prior_logvar, out.prior_logvar, atol=1e-6)
+    assert torch.allclose(again.state, out.state, atol=1e-6)
 
 
 def test_empty_target_mask_equals_no_target():
@@ -134,7 +175,10 @@ def test_decode_tokens_rules():
     pitch_logits[0, 0, 4, P] = 10.0  # ...but a rest at step 4 of voice 0
     hold_logits[0, 0, 5:8] = 5.0  # holds after the rest → rests
     hold_logits[0, 1, 1:4] = 5.0  # holds after a note stay holds
-    decoded = model.decode(torch.zeros(1, 8))
+    with pytest.raises(ValueError, match="temporal state"):  # the default decoders read z and the state
+        model.decode(torch.zeros(1, 8))
+    decoded = model.decode(torch.zeros(1, 8), torch.zeros(1, model.state_size))
+    assert decoded.pitch_logits.shape == pitch_logits.shape and decoded.hold_logits.shape == hold_logits.shape
     decoded.pitch_logits, decoded.hold_logits = pitch_logits, hold_logits
     tokens = model.decode_tokens(decoded)
     assert tokens[0, 0, :9].tolist() == [3, 3, 3, 3, P, P, P, P, 3]
@@ -149,10 +193,15 @@ def test_decode_tokens_rules():
     assert torch.equal(sampled, tokens)
 
 
-@pytest.mark.parametrize("encoder, encoding, rpoe", [("rnn", "mono", True), ("conv", "poly", True),
-                                                     ("rnn", "mono", False)])
-def test_incremental_api_matches_forward(encoder, encoding, rpoe):
-    model = make_model(encoder=encoder, encoding=encoding, rpoe=rpoe).eval()
+@pytest.mark.parametrize("design, encoder, encoding, rpoe", [
+    ("thesis", "rnn", "mono", True), ("thesis", "conv", "poly", True), ("thesis", "rnn", "mono", False),
+    ("default", "fc", "mono", True), ("default", "conv", "poly", True), ("default", "rnn", "mono", True),
+    ("direct", "fc", "mono", True)])
+def test_incremental_api_matches_forward(design, encoder, encoding, rpoe):
+    """Experts cached one measure at a time give forward's predicted Gaussian and temporal state,
+    and decoding the predicted mean with that state gives forward's prediction (the band player)."""
+    design_fields = {"thesis": THESIS_MODEL, "default": {}, "direct": {"kind": "direct"}}[design]
+    model = make_model(encoder=encoder, encoding=encoding, rpoe=rpoe, **design_fields).eval()
     inputs, _ = random_inputs(encoding, measures=4)
     mask = torch.ones(B, 4, V)
     mask[0, 0] = 0
@@ -162,10 +211,21 @@ def test_incremental_api_matches_forward(encoder, encoding, rpoe):
         experts = [model.encode_measure(model.features(inputs[:, t])) for t in range(4)]  # one measure at a time
         mu = torch.stack([e[0] for e in experts], dim=1)
         logvar = torch.stack([e[1] for e in experts], dim=1)
-        prior_mu, prior_logvar = model.predict_from_experts(mu, logvar, mask)
-    assert torch.allclose(prior_mu, out.prior_mu, atol=1e-5)
-    assert torch.allclose(prior_logvar, out.prior_logvar, atol=1e-5)
-    assert torch.allclose(out.target_mu, prior_mu, atol=1e-5)
+        prior_mu, prior_logvar, state = model.predict_from_experts(mu, logvar, mask)
+        decoded = model.decode(prior_mu, state)
+    assert state.shape == out.state.shape == (B, model.state_size)
+    assert torch.allclose(state, out.state, atol=1e-5)
+    if design == "direct":  # no latents: nothing predicted but the state
+        assert prior_mu is None and prior_logvar is None and out.prior_mu is None
+    else:
+        assert torch.allclose(prior_mu, out.prior_mu, atol=1e-5)
+        assert torch.allclose(prior_logvar, out.prior_logvar, atol=1e-5)
+        assert torch.allclose(out.target_mu, prior_mu, atol=1e-5)
+    for name, value in vars(out.prediction).items():
+        if value is None:
+            assert getattr(decoded, name) is None, name
+        else:
+            assert torch.allclose(getattr(decoded, name), value, atol=1e-5), name
 
 
 def test_voices_do_not_share_weights():

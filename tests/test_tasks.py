@@ -16,10 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from rmvae.config import STEPS_PER_MEASURE, Config, DataConfig, LossConfig, ModelConfig, TrainConfig
+from rmvae.config import (STEPS_PER_MEASURE, THESIS_DESIGN, Config, DataConfig, LossConfig, ModelConfig, TrainConfig,
+                          apply_overrides)
 from rmvae.data.encoding import VOICE, notes_to_tokens, tokens_to_notes
 from rmvae.evaluation import load_checkpoint
 from rmvae.evaluation import test_datamodule as evaluation_datamodule  # not a test: renamed for pytest
+from rmvae.module import RMVAEModule
 from rmvae.tasks import Generator, Piece, Sampling, TaskError, parse_mask
 
 N_VOICES = 4
@@ -96,8 +98,11 @@ def model_calls(model):
 
     ``calls`` holds, per forward pass, ``(inputs, input_mask, target, target_mask)`` with every
     masked-out measure/voice replaced by -1: exactly the information the model is given.
+    ``latents`` holds every z given to :meth:`RMVAE.decode`, and ``model.decode_states`` (set
+    while recording) the temporal state passed beside it (None where none was).
     """
-    calls, latents = [], []
+    calls, latents, states = [], [], []
+    model.decode_states = states
 
     def visible(values, mask):
         return torch.where(mask[..., None].bool(), values, torch.full_like(values, -1)).clone()
@@ -113,9 +118,10 @@ def model_calls(model):
     hook = model.register_forward_pre_hook(on_forward, with_kwargs=True)
     original_decode = model.decode
 
-    def decode(z):
+    def decode(z, state=None):
         latents.append(z.detach().clone())
-        return original_decode(z)
+        states.append(None if state is None else state.detach().clone())
+        return original_decode(z, state)
 
     model.decode = decode
     try:
@@ -123,6 +129,7 @@ def model_calls(model):
     finally:
         hook.remove()
         del model.decode
+        del model.decode_states
 
 
 def assert_same_calls(first, second):
@@ -231,13 +238,21 @@ def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed
     piece_index = datamodule.pieces["test"].index(encoded)
     (index,) = np.flatnonzero((dataset.windows[:, 0] == piece_index) & (dataset.windows[:, 1] == n_seed))
     item = dataset[int(index)]
-    with model_calls(module.model) as (expected_calls, _), torch.inference_mode():
+    with model_calls(module.model) as (expected_calls, expected_latents), torch.inference_mode():
         output = module.model(item["inputs"][None], item["input_mask"][None], sample=False, reconstruct=False)
         expected = module.model.decode_tokens(output.prediction)[0].numpy()
+        expected_states = list(module.model.decode_states)
     seed = encoded.tokens[:n_seed].astype(np.int64)
-    with model_calls(module.model) as (calls, _):
+    with model_calls(module.model) as (calls, latents):
         result = Generator(module).complete(Piece(seed, np.zeros(seed.shape[:2], dtype=bool)), 1)
+        states = list(module.model.decode_states)
     assert_same_calls(calls, expected_calls)
+    # The decoders read the same latent and, with decoder context, the same temporal state.
+    assert len(latents) == len(expected_latents) == len(states) == len(expected_states) == 1
+    assert torch.equal(latents[0], expected_latents[0])
+    assert (states[0] is None and expected_states[0] is None) or torch.equal(states[0], expected_states[0])
+    if module.config.model.decoder_context:
+        assert all(state is not None for state in states)
     assert int(item["input_mask"][:, 0].sum()) == min(n_seed, WINDOW)
     np.testing.assert_array_equal(result.measures[n_seed], expected)
 
@@ -343,9 +358,27 @@ def test_unknown_noise_kind(module):
         Generator(module).noise("pink", 2, 2)
 
 
-def test_interpolation_blends_the_pieces_posterior_means(module, chorale, other_chorale):
-    with model_calls(module.model) as (_, latents):
+@pytest.fixture(scope="module")
+def thesis_module(module):
+    """A module of the thesis design (config.THESIS_DESIGN: temporal LSTM over sampled latents,
+    PoE/RPoE posteriors with N(0, I), z-only decoders) on the trained module's data settings and
+    pitch range. Its voice encoders are the trained module's own (the encoder kind is kept, so
+    they fit), so that pieces are told apart; the rest is untrained, which interpolation does not
+    need to be checked against the model's own forward pass."""
+    torch.manual_seed(0)
+    design = {key: value for key, value in THESIS_DESIGN.items() if key != "model.encoder"}
+    thesis = RMVAEModule(apply_overrides(module.config, design).to_dict(), dict(module.hparams["encoding_info"]))
+    thesis.model.encoders.load_state_dict(module.model.encoders.state_dict())
+    return thesis.eval()
+
+
+@pytest.mark.parametrize("design", ["default", "thesis"])
+def test_interpolation_blends_the_pieces_posterior_means(request, design, chorale, other_chorale):
+    module = request.getfixturevalue("module" if design == "default" else "thesis_module")
+    model = module.model
+    with model_calls(model) as (_, latents):
         result = Generator(module).interpolate(chorale, other_chorale, n_measures=3, n_points=4)
+        (states,) = model.decode_states
     assert result.measures.shape == (12, N_VOICES, STEPS_PER_MEASURE) and result.generated.all()
     assert result.key_shift == chorale.key_shift
     # Independent path: the full forward pass gives each input measure's posterior mean and decodes it.
@@ -353,12 +386,25 @@ def test_interpolation_blends_the_pieces_posterior_means(module, chorale, other_
     for piece in (chorale, other_chorale):
         inputs = torch.from_numpy(piece.measures[:3])[None]
         with torch.inference_mode():
-            output = module.model(inputs, torch.ones((1, 3, N_VOICES), dtype=torch.bool), sample=False)
-            ends.append((output.post_mu[0], module.model.decode_tokens(output.recon)[0].numpy()))
+            output = model(inputs, torch.ones((1, 3, N_VOICES), dtype=torch.bool), sample=False)
+            ends.append((output.post_mu[0], model.decode_tokens(output.recon)[0].numpy()))
     (mu_a, tokens_a), (mu_b, tokens_b) = ends
     assert (mu_a - mu_b).abs().max() > 1e-2  # the two pieces are told apart
     (decoded,) = latents
     for block, alpha in enumerate(np.linspace(0, 1, 4)):
         torch.testing.assert_close(decoded[3 * block:3 * block + 3], mu_a + float(alpha) * (mu_b - mu_a))
-    np.testing.assert_array_equal(result.measures[:3], tokens_a)  # alpha = 0 is piece A's own decoding
-    np.testing.assert_array_equal(result.measures[9:], tokens_b)
+    if design == "thesis":  # decoders read z alone: alpha = 0 and 1 are the pieces' own decodings
+        np.testing.assert_array_equal(result.measures[:3], tokens_a)
+        np.testing.assert_array_equal(result.measures[9:], tokens_b)
+        return
+    # Default design: the decoders also read the temporal state. The blends stand alone: every
+    # one is decoded with the empty (zero) state, which is what the forward pass gives each
+    # piece's first measure, so that measure is the piece's own decoding...
+    assert states is not None and states.shape == (12, model.state_size) and not states.any()
+    np.testing.assert_array_equal(result.measures[0], tokens_a[0])
+    np.testing.assert_array_equal(result.measures[9], tokens_b[0])
+    # ...and every measure at alpha = 0 and 1 is the piece's posterior mean decoded without context.
+    with torch.inference_mode():
+        alone = torch.zeros(3, model.state_size)
+        np.testing.assert_array_equal(result.measures[:3], model.decode_tokens(model.decode(mu_a, alone)).numpy())
+        np.testing.assert_array_equal(result.measures[9:], model.decode_tokens(model.decode(mu_b, alone)).numpy())
