@@ -509,23 +509,28 @@ def real_grid(tmp_path_factory):
 @pytest.mark.slow
 @real_stack
 def test_real_tiny_grid_end_to_end(real_grid):
+    arms = ("harmony_on", "harmony_off", DIRECT_ARM)
     status = pd.read_csv(real_grid / "status.csv")
-    assert len(status) == 4 and (status["status"] == "done").all()
+    assert len(status) == 2 * len(arms) and (status["status"] == "done").all()
     runs = pd.read_csv(real_grid / "runs.csv")
     assert set(runs["run_id"]) == set(status["run_id"]) and not runs["value"].isna().any()
     final = pd.read_csv(real_grid / "final.csv")
-    n_metrics = final["metric"].nunique()
-    assert len(final) == 4 * n_metrics and "test/acc" in set(final["metric"])
+    for metric in ("test/acc", "test/nll", "test/unigram_nll", "test/gain_vs_unigram"):
+        assert (final["metric"] == metric).sum() == 2 * len(arms), metric
+    # the positional unigram is the same table for every run of the grid (same split and targets)
+    assert final[final["metric"] == "test/unigram_nll"]["value"].nunique() == 1
     summary = pd.read_csv(real_grid / "summary.csv")
-    assert len(summary) == 2 * n_metrics and (summary["n"] == 2).all()
+    assert set(summary["arm"]) == set(arms) and (summary["n"] == 2).all()
     paired = pd.read_csv(real_grid / "paired.csv")
-    assert set(paired["arm"]) == {"harmony_off"} and (paired["n"] == 2).all()
+    assert set(paired["arm"]) == {"harmony_off", DIRECT_ARM} and (paired["n"] == 2).all()
+    paired_direct = pd.read_csv(real_grid / "paired_direct.csv")
+    assert set(paired_direct["arm"]) == {"harmony_on", "harmony_off"} and (paired_direct["n"] == 2).all()
     assert (real_grid / "figures" / "curve_loss.png").exists()
     assert (real_grid / "figures" / "final_metrics.png").exists()
-    for arm in ("harmony_on", "harmony_off"):
+    for arm in arms:
         assert (real_grid / "samples" / f"{arm}.mid").exists()
     report = (real_grid / "report.md").read_text()
-    assert "t = 4.30" in report and "harmony_off" in report
+    assert "t = 4.30" in report and "harmony_off" in report and "positional unigram" in report
 
 
 @pytest.mark.slow
@@ -542,12 +547,12 @@ def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
     process.send_signal(signal.SIGKILL)
     process.wait()
     done_before = {p.parent.name: p.stat().st_mtime_ns for p in runs_dir.glob("*/DONE")}
-    assert 1 <= len(done_before) < 4
+    assert 1 <= len(done_before) < 6
 
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"{len(done_before)} already done" in result.stdout
-    assert result.stdout.count(" done in ") == 4 - len(done_before)  # only the missing runs trained
+    assert result.stdout.count(" done in ") == 6 - len(done_before)  # only the missing runs trained
     for finished, mtime in done_before.items():  # finished runs were not touched
         assert (runs_dir / finished / "DONE").stat().st_mtime_ns == mtime
     for table in ("final", "summary", "paired"):
