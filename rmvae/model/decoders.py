@@ -33,6 +33,14 @@ def n_features(encoding: str, n_pitches: int) -> int:
 class _Heads(nn.Module):
     """Output heads shared by both decoders (named after what they predict)."""
 
+    def _build_measure_fc(self, config: ModelConfig, in_features: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Every decoder's first stage, the encoder's measure FC reversed, from the decoder input;
+        returns the reversed measure and frame widths."""
+        layers = config.layers()
+        measure_widths = tuple(reversed(layers["measure_fc"]))
+        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
+        return measure_widths, tuple(reversed(layers["frame_fc"]))
+
     def _build_heads(self, in_features: int, encoding: str, n_pitches: int) -> None:
         n_features(encoding, n_pitches)  # validates the encoding
         self.encoding = encoding
@@ -55,16 +63,13 @@ class VoiceDecoder(_Heads):
 
     def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
         super().__init__()
-        layers = config.layers()
-        measure_widths = tuple(reversed(layers["measure_fc"]))
-        frame_widths = tuple(reversed(layers["frame_fc"]))
+        measure_widths, frame_widths = self._build_measure_fc(config, in_features)
         self.frame_size = frame_widths[0]
-        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
         self.to_frames = nn.Linear(measure_widths[-1], STEPS_PER_MEASURE * self.frame_size)
         # Normalised frames keep the LSTM's gates out of saturation whatever the latent's scale
         # (before β rises nothing pins z to N(0, I)); without it training stalls.
         self.frame_norm = nn.LayerNorm(self.frame_size)
-        self.note_lstm = BiLSTMStack(self.frame_size, tuple(reversed(layers["note_lstm"])), config.dropout_rnn)
+        self.note_lstm = BiLSTMStack(self.frame_size, tuple(reversed(config.layers()["note_lstm"])), config.dropout_rnn)
         self.frame_fc = fc_stack(self.note_lstm.out_features, frame_widths, config.dropout_fc)
         self._build_heads(frame_widths[-1], encoding, n_pitches)
 
@@ -81,12 +86,9 @@ class ConvVoiceDecoder(_Heads):
 
     def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
         super().__init__()
-        layers = config.layers()
-        measure_widths = tuple(reversed(layers["measure_fc"]))
-        frame_widths = tuple(reversed(layers["frame_fc"]))
         channels = tuple(reversed(conv_channels(config))) + (1,)
         self.grid = conv_grid(n_features(encoding, n_pitches))  # (4, ⌈F/8⌉)
-        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
+        measure_widths, frame_widths = self._build_measure_fc(config, in_features)
         self.to_grid = nn.Sequential(relu_linear(measure_widths[-1], channels[0] * self.grid[0] * self.grid[1]),
                                      nn.ReLU())
         deconvs: list[nn.Module] = []
@@ -118,11 +120,8 @@ class FCVoiceDecoder(_Heads):
 
     def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
         super().__init__()
-        layers = config.layers()
-        measure_widths = tuple(reversed(layers["measure_fc"]))
-        frame_widths = tuple(reversed(layers["frame_fc"]))
+        measure_widths, frame_widths = self._build_measure_fc(config, in_features)
         self.frame_size = frame_widths[0]
-        self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
         self.to_frames = nn.Sequential(relu_linear(measure_widths[-1], STEPS_PER_MEASURE * self.frame_size), nn.ReLU())
         self.frame_fc = fc_stack(self.frame_size, frame_widths[1:], config.dropout_fc)
         self._build_heads(frame_widths[-1], encoding, n_pitches)
