@@ -55,6 +55,7 @@ class RMVAEModule(L.LightningModule):
         self.model = RMVAE(self.config.model, self.n_voices, self.pitch_range.n_pitches, self.encoding)
         self._last_finite: dict[str, float] = {}
         self._unit_sums: Tensor | None = None  # (3, Z): count, Σ shift, Σ shift² over the eval epoch
+        self._eval_generator: torch.Generator | None = None  # subset draws of the batch being evaluated
 
     # --- the objective ------------------------------------------------------------------------
 
@@ -69,8 +70,10 @@ class RMVAEModule(L.LightningModule):
                 terms.append((f"voice{v}", mask))
             pool = voice_subsets(voices)
             if pool and self.config.loss.n_subsets:
-                # torch's global RNG: seeded by seed_everything, so runs stay reproducible.
-                picks = torch.randint(len(pool), (self.config.loss.n_subsets,)).tolist()
+                # Training: torch's global RNG, seeded by seed_everything, so runs stay reproducible.
+                # Evaluation: a generator seeded per batch, so two evaluations of one checkpoint agree.
+                generator = None if self.training else self._eval_generator
+                picks = torch.randint(len(pool), (self.config.loss.n_subsets,), generator=generator).tolist()
                 for i in picks:
                     mask = torch.zeros(voices, dtype=torch.bool, device=device)
                     mask[list(pool[i])] = True
@@ -314,6 +317,7 @@ class RMVAEModule(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
+        self._eval_generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
         _, logs, output = self.model_step(batch, stage)
         if self.model.has_latents:  # greedy accuracy of the predictive distribution, not of its mean latent
             marginal = self.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
