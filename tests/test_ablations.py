@@ -483,7 +483,8 @@ def test_kill_and_resume_trains_only_missing_runs(tmp_path, train_log):
 
 # ---------------------------------------------------------------- real trainer + evaluator (slow)
 
-REAL_ARGV = ["--grid", "harmony", "--seeds", "2", "--no-wandb", "--threads", "1", "--set", "train.max_steps=2",
+REAL_ARGV = ["--grid", "harmony", "--seeds", "2", "--no-wandb", "--launcher", "local", "--threads", "1",
+             "--set", "train.max_steps=2",
              "--set", "data.max_pieces=4", "--set", "train.limit_val_batches=2"]
 
 
@@ -575,3 +576,13 @@ def test_wandb_is_offline_unless_the_user_chose_or_logged_in(tmp_path, monkeypat
     monkeypatch.delenv("WANDB_MODE")
     configure_wandb_mode(enabled=False)
     assert "WANDB_MODE" not in os.environ
+
+
+def test_auto_launcher_runs_cpu_profiles_in_parallel_and_gpu_budgets_one_by_one():
+    from ablations.run import resolve_launcher
+
+    assert resolve_launcher("auto", "quick", devices=1) == "local-parallel"
+    assert resolve_launcher("auto", "cpu", devices=1) == "local-parallel"
+    assert resolve_launcher("auto", "full", devices=1) == "local"
+    assert resolve_launcher("auto", "quick", devices=2) == "local"  # DDP inside the run
+    assert resolve_launcher("slurm", "quick", devices=1) == "slurm"  # an explicit choice stands
