@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rmvae.config import PROFILES, THESIS_DESIGN, Config, profile_overrides, ConfigError, apply_overrides, parse_overrides
+from rmvae.config import PROFILES  # noqa: F401  (re-exported: the grids' profiles are the training profiles)
+from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides, parse_overrides, profile_overrides
 
 # Bump when the meaning of a grid, the baseline or a profile changes: output folders made
 # by another version are refused (grid.json) instead of silently mixed.

@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None) -> int:
     prepare_runs(plan, grid_dir)
     configure_wandb_mode(not args.no_wandb)
     finished = sum(run_status(spec.run_dir(grid_dir)) in ("done", "failed") for spec in plan.runs)
-    left_out = f", other arms left for later (--arms)" if args.arms else ""
+    left_out = ", other arms left for later (--arms)" if args.arms else ""
     print(f"{prog}: grid {plan.grid}, {len(plan.runs)} runs: {len(todo)} to run, {finished} already done or failed"
           f"{left_out} (folder {grid_dir})", flush=True)
 

@@ -203,10 +203,12 @@ def measure_peak(sizes=(1024, 1536, 2048), dtype=None, seconds: float = 0.6) -> 
 def _build(size: str, **loss):
     import torch
 
-    from rmvae.config import Config, LossConfig, ModelConfig, TrainConfig
+    from rmvae.config import THESIS_DESIGN, Config, LossConfig, TrainConfig, apply_overrides
     from rmvae.module import RMVAEModule
 
-    config = Config(model=ModelConfig(size=size, z_dim=Z_DIM), loss=LossConfig(**loss), train=TrainConfig(wandb=False))
+    # The FLOP model below is the thesis design's (RNN encoders, temporal LSTM over z, z-only decoders).
+    config = apply_overrides(Config(loss=LossConfig(**loss), train=TrainConfig(wandb=False)),
+                             {**THESIS_DESIGN, "model.size": size, "model.z_dim": Z_DIM})
     info = {"encoding": "mono", "low": LOW, "high": LOW + PITCHES - 1, "n_voices": VOICES}
     module = RMVAEModule(config.to_dict(), info)
     assert module.model.n_pitches == PITCHES
@@ -403,7 +405,7 @@ def run_size(size: str, threads: int, seconds: float, bf16: bool, profile: bool,
 def accuracy_check(steps: int, seeds: list[int], threads: int, max_pieces: int, limit_val: float) -> list[dict]:
     import torch
 
-    from rmvae.config import Config, apply_overrides
+    from rmvae.config import THESIS_DESIGN, Config, apply_overrides
     from rmvae.data.datamodule import ChoraleDataModule
     from rmvae.module import load_module
     from rmvae.train import train
@@ -415,7 +417,7 @@ def accuracy_check(steps: int, seeds: list[int], threads: int, max_pieces: int, 
         for seed in seeds:
             for precision in ("32-true", "bf16-mixed"):
                 config = apply_overrides(Config(), {
-                    "model.size": "small", "data.max_pieces": max_pieces, "train.max_steps": steps,
+                    **THESIS_DESIGN, "model.size": "small", "data.max_pieces": max_pieces, "train.max_steps": steps,
                     "train.wandb": False, "train.seed": seed, "train.limit_val_batches": limit_val,
                     "train.precision": precision})
                 out = Path(root) / f"{precision}-{seed}"

@@ -79,7 +79,7 @@ def run(args) -> int:
         if key in results:
             print(f"  beats the {baseline} by {results[key]:.2f} nats [{results[key + '_ci_low']:.2f}, "
                   f"{results[key + '_ci_high']:.2f}] (95% CI over windows)")
-    print(f"other teacher-forced numbers:")
+    print("other teacher-forced numbers:")
     for key in ("acc_pitches", "acc_fill", "baseline_hold_acc", "baseline_repeat_acc", "recon_nll", "active_units",
                 "kl_inputs", "harmony"):
         if f"{split}/{key}" in results:
