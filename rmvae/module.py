@@ -22,7 +22,7 @@ from rmvae import losses
 from rmvae.config import Config
 from rmvae.data.encoding import PitchRange
 from rmvae.metrics import token_accuracy
-from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, pick_measures, reparameterise
+from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_measures, reparameterise
 
 
 NLL_SEED = 0  # noise of the importance-weighted NLL estimate, fixed so evaluations repeat exactly
@@ -246,9 +246,8 @@ class RMVAEModule(L.LightningModule):
             return self.reconstruction(output.prediction, target, target_mask)
         output = self.model(inputs, input_mask, target, target_mask, sample=False, reconstruct=False)
         q_mu, q_logvar = output.target_mu, output.target_logvar  # (B, Z)
-        eps = torch.randn((n_samples, *q_mu.shape), generator=generator, device="cpu").to(q_mu)  # (K, B, Z)
-        z = q_mu + torch.exp(0.5 * q_logvar) * eps
-        decoded = self.model.decode(z, output.state.expand(n_samples, *output.state.shape))
+        z = draw_latents(q_mu, q_logvar, n_samples, generator)  # (K, B, Z)
+        decoded = self.model.decode(z, output.state)  # the state broadcasts over the K draws
         expand = lambda x: x.expand(n_samples, *x.shape).reshape(-1, *x.shape[1:])  # noqa: E731
         flat = Decoded(**{k: None if v is None else v.reshape(-1, *v.shape[2:]) for k, v in vars(decoded).items()})
         log_lik = -self.reconstruction(flat, expand(target), expand(target_mask)).reshape(n_samples, -1)  # (K, B)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rmvae.config import STEPS_PER_MEASURE
+from rmvae.model.rmvae import draw_latents
 from rmvae.module import RMVAEModule
 
 
@@ -125,8 +126,8 @@ class Generator:
         output = self.model(inputs, mask, target_measure, target_mask, sample=False, reconstruct=False)
         prediction = output.prediction
         if self.sampling.latent_temperature > 0 and self.model.has_latents:
-            noise = torch.randn(output.target_mu.shape, generator=self._generator)
-            z = output.target_mu + self.sampling.latent_temperature * torch.exp(0.5 * output.target_logvar) * noise
+            z = draw_latents(output.target_mu, output.target_logvar, 1, self._generator,
+                             scale=self.sampling.latent_temperature)[0]
             prediction = self.model.decode(z, output.state)
         decoded = self.model.decode_tokens(prediction, temperature=self.sampling.temperature,
                                            top_k=self.sampling.top_k, generator=self._generator)

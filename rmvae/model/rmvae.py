@@ -68,6 +68,17 @@ def states_before(states: Tensor) -> Tensor:
     return torch.cat([states.new_zeros(states.shape[0], 1, states.shape[-1]), states[:, :-1]], dim=1)
 
 
+def draw_latents(mu: Tensor, logvar: Tensor, n_samples: int, generator: torch.Generator | None = None,
+                 scale: float = 1.0) -> Tensor:
+    """``n_samples`` draws z = μ + scale·σ·ε of a Gaussian ``(..., Z)`` → ``(n_samples, ..., Z)``.
+
+    ε comes from ``generator`` on the CPU, so a seed gives the same draws on any device (the
+    importance-weighted NLL, the predictive marginal and seeded generation depend on it).
+    """
+    eps = torch.randn((n_samples, *mu.shape), generator=generator).to(mu)
+    return mu + scale * torch.exp(0.5 * logvar) * eps
+
+
 def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
     """z = μ + σ·ε with ε ~ N(0, I) (Kingma & Welling 2014)."""
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
@@ -343,8 +354,7 @@ class RMVAE(nn.Module):
         Greedy decoding of this is the most likely token of every step under the model's
         predictive distribution; decoding the mean latent instead can fall where no sample goes.
         """
-        eps = torch.randn((n_samples, *mu.shape), generator=generator).to(mu)
-        decoded = self.decode(mu + torch.exp(0.5 * logvar) * eps, state.expand(n_samples, *state.shape))
+        decoded = self.decode(draw_latents(mu, logvar, n_samples, generator), state)  # state broadcasts over draws
         if self.encoding == "poly":
             active = torch.sigmoid(decoded.activation_logits).mean(0)
             return Decoded(activation_logits=torch.logit(active, eps=1e-6), duration=decoded.duration.mean(0))
