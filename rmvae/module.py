@@ -269,6 +269,16 @@ class RMVAEModule(L.LightningModule):
         renamed = {"all": prefix, "onsets": f"{prefix}_onsets", "pitches": f"{prefix}_pitches"}
         return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.tensor(v) for k, v in scores.items()}
 
+    def accuracy_weights(self, batch: dict, prefixes: tuple[str, ...] = ("acc",)) -> dict[str, int]:
+        """What each batch's onset and pitch accuracy averages over: its number of onsets, so the
+        epoch's value (Lightning's mean weighted by these counts, summed across devices too) is the
+        share of all the epoch's onsets, not a mean of per-batch shares."""
+        if self.encoding == "poly":
+            return {}
+        onsets = (batch["target"] < self.pitch_range.n_pitches) & batch["target_mask"].bool().unsqueeze(-1)
+        count = int(onsets.sum())
+        return {f"{prefix}_{kind}": count for prefix in prefixes for kind in ("onsets", "pitches")}
+
     def baseline_logs(self, batch: dict) -> dict[str, Tensor]:
         """Trivial baselines on the same targets: always hold; repeat the last input measure."""
         if self.encoding == "poly":
@@ -294,14 +304,18 @@ class RMVAEModule(L.LightningModule):
 
     # --- Lightning hooks ----------------------------------------------------------------------
 
-    def _log_all(self, stage: str, logs: dict[str, Tensor], batch_size: int) -> None:
+    def _log_all(self, stage: str, logs: dict[str, Tensor], batch_size: int,
+                 weights: dict[str, int] | None = None) -> None:
+        """Log every value; the epoch value is the mean weighted by ``batch_size`` (windows) or, for
+        the keys in ``weights``, by that count (e.g. onsets)."""
         on_step = stage == "train"
+        weights = weights or {}
         for key, value in logs.items():
             value = value if isinstance(value, Tensor) else torch.tensor(float(value))
-            if torch.isnan(value):
+            if torch.isnan(value) or weights.get(key, 1) == 0:
                 continue
             self.log(f"{stage}/{key}", value.detach().float(), on_step=on_step, on_epoch=True,
-                     prog_bar=key in {"loss", "acc"}, batch_size=batch_size, sync_dist=not on_step)
+                     prog_bar=key in {"loss", "acc"}, batch_size=weights.get(key, batch_size), sync_dist=not on_step)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, logs, output = self.model_step(batch, "train")
@@ -312,7 +326,7 @@ class RMVAEModule(L.LightningModule):
                                    f"raise train.grad_clip or check the data.")
         self._last_finite = {k: float(v.detach()) for k, v in logs.items() if isinstance(v, Tensor) and v.numel() == 1}
         logs.update(self.accuracy_logs(output, batch))
-        self._log_all("train", logs, batch["inputs"].shape[0])
+        self._log_all("train", logs, batch["inputs"].shape[0], self.accuracy_weights(batch))
         return loss
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
@@ -332,7 +346,7 @@ class RMVAEModule(L.LightningModule):
         generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
         logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, generator).mean()
         self._accumulate_units(output, batch["input_mask"].bool())
-        self._log_all(stage, logs, batch["inputs"].shape[0])
+        self._log_all(stage, logs, batch["inputs"].shape[0], self.accuracy_weights(batch, ("acc", "acc_mean_latent")))
 
     def _accumulate_units(self, output: RMVAEOutput, mask: Tensor) -> None:
         """Sums for the active-unit count: what the data moves each input posterior mean away

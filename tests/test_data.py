@@ -220,3 +220,43 @@ def test_data_cli_unknown_folder_is_one_line_error(tmp_path):
                              "--cache-dir", str(tmp_path)], capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "nope" in result.stderr
+
+
+@pytest.mark.parametrize("encoding", ["mono", "poly"])
+@pytest.mark.parametrize("offset", [1, 2])
+def test_inputs_carry_nothing_after_the_last_input_bar_line(chorale_folder, cache_dir, encoding, offset):
+    """Rewrite everything after a window's last input measure (every note held on, or silence):
+    the window's inputs must not change. Before durations were clipped, a poly input note still
+    sounding at the bar line told the model how long it is held into the target."""
+    from rmvae.data.datamodule import EncodedPiece, WindowDataset, onset_durations
+
+    config = DataConfig(source=str(chorale_folder), n_measures=4, offset=offset, encoding=encoding)
+    datamodule = ChoraleDataModule(config, cache_dir=cache_dir)
+    datamodule.setup()
+    pitch_range = datamodule.pitch_range
+    pieces = datamodule.pieces["train"] + datamodule.pieces["val"] + datamodule.pieces["test"]
+    dataset = WindowDataset(pieces, config.n_measures, offset, pitch_range, encoding)
+    checked = 0
+    for index, (piece_index, target) in enumerate(dataset.windows):
+        last_input = target - offset
+        original = dataset[index]["inputs"].numpy()
+        for filler in (pitch_range.hold, pitch_range.rest):
+            tokens = pieces[piece_index].tokens.copy()
+            tokens[last_input + 1:] = filler
+            changed = list(pieces)
+            changed[piece_index] = EncodedPiece("changed", tokens, onset_durations(tokens, pitch_range), 0)
+            rewritten = WindowDataset(changed, config.n_measures, offset, pitch_range, encoding)[index]
+            assert np.array_equal(rewritten["inputs"].numpy(), original), (encoding, offset, index, filler)
+        checked += 1
+    assert checked == len(dataset) > 50
+
+
+def test_poly_input_duration_stops_at_the_bar_line(chorale_folder, cache_dir):
+    """A whole note tied over the window's end reads as lasting to the bar line, not beyond."""
+    from rmvae.data.datamodule import clip_at_window_end
+
+    durations = np.zeros((2, 1, 16), dtype=np.int16)
+    durations[1, 0, 4] = 40  # onset at step 4 of the last measure, held 40 steps in the piece
+    durations[0, 0, 0] = 8  # inside the window: unchanged
+    clipped = clip_at_window_end(durations)
+    assert clipped[1, 0, 4] == 12 and clipped[0, 0, 0] == 8

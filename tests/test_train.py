@@ -138,3 +138,35 @@ def test_ddp_two_processes_on_cpu(chorale_folder, cache_dir, tmp_path):
     assert 1 <= steps <= 20
     state = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == steps
+
+
+def test_onset_accuracy_is_the_share_of_all_the_epochs_onsets(chorale_folder, cache_dir):
+    """Batches hold different numbers of onsets; the epoch's onset accuracy must pool them (hits
+    over onsets of the whole split), not average the per-batch shares."""
+    import lightning as L
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from rmvae.metrics import token_accuracy
+
+    config = apply_overrides(tiny_config(chorale_folder), {"model.kind": "direct"})
+    datamodule = ChoraleDataModule(config.data, cache_dir=cache_dir)
+    datamodule.setup()
+    torch.manual_seed(0)
+    module = RMVAEModule(config.to_dict(), datamodule.encoding_info).eval()
+    loader = DataLoader(datamodule.datasets["val"], batch_size=7)  # uneven batches
+    predictions, truths, batch_shares, batch_sizes = [], [], [], []
+    with torch.no_grad():
+        for batch in loader:
+            output = module.model(batch["inputs"], batch["input_mask"].bool(), sample=False, reconstruct=False)
+            predicted = module.model.decode_tokens(output.prediction)
+            predictions.append(predicted.numpy())
+            truths.append(batch["target"].numpy())
+            batch_shares.append(token_accuracy(predicted, batch["target"], datamodule.pitch_range)["onsets"])
+            batch_sizes.append(len(predicted))
+    pooled = token_accuracy(np.concatenate(predictions), np.concatenate(truths), datamodule.pitch_range)["onsets"]
+    per_window = float(np.average(batch_shares, weights=batch_sizes))
+    assert abs(pooled - per_window) > 1e-4  # the two averages really differ on these batches
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    logged = trainer.validate(module, dataloaders=loader, verbose=False)[0]
+    assert logged["val/acc_onsets"] == pytest.approx(pooled, abs=1e-6)

@@ -59,6 +59,20 @@ def onset_durations(tokens: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
     return durations.reshape(n_voices, n_measures, steps).transpose(1, 0, 2).copy()
 
 
+def clip_at_window_end(durations: np.ndarray) -> np.ndarray:
+    """Input note lengths ``(T, V, S)`` cut at the last input bar line.
+
+    Durations are counted over the whole piece; a note still sounding when the window ends
+    would otherwise tell the model how many steps of the measures after it are held (a leak of
+    the target into the inputs). Clipped, it reads like a mono hold at the last step: sounding
+    until the bar line, nothing said about after.
+    """
+    measures = durations.shape[0]
+    steps_left = (measures * STEPS_PER_MEASURE
+                  - np.arange(measures * STEPS_PER_MEASURE).reshape(measures, 1, STEPS_PER_MEASURE))
+    return np.minimum(durations, steps_left).astype(durations.dtype)
+
+
 def window_indices(n_measures_per_piece: list[int], offset: int) -> np.ndarray:
     """(piece, target measure) pairs: every target with at least one real input measure."""
     pairs = [(piece, target) for piece, length in enumerate(n_measures_per_piece) for target in range(offset, length)]
@@ -115,7 +129,8 @@ class WindowDataset(Dataset):
             item["target"] = torch.from_numpy(target_tokens.astype(np.int64))
         else:
             durations = self._padded_durations[piece]
-            item["inputs"] = torch.from_numpy(self._to_poly(inputs, durations[first_input:last_input + 1]))
+            input_durations = clip_at_window_end(durations[first_input:last_input + 1])
+            item["inputs"] = torch.from_numpy(self._to_poly(inputs, input_durations))
             item["target"] = torch.from_numpy(self._to_poly(target_tokens, durations[target + self.n_measures]))
             item["input_tokens"] = torch.from_numpy(inputs.astype(np.int64))
             item["target_tokens"] = torch.from_numpy(target_tokens.astype(np.int64))
