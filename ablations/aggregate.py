@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
-import functools
 import json
 import math
 import sys
@@ -40,6 +39,7 @@ import pandas as pd
 
 from ablations import atomic_write_csv
 from ablations.grids import DIRECT_ARM
+from rmvae.intervals import mean_ci, t_critical
 
 CONFIDENCE = 0.95
 BACH_PREFIX = "bach/"
@@ -93,76 +93,15 @@ STATUS_COLUMNS = ["run_id", "grid", "arm", "seed", "status", "reason", "wandb_ru
                   "train_seconds", "eval_seconds"]
 
 
-# ---------------------------------------------------------------- Student t, no scipy
-
-
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        for numerator in (m * (b - m) * x / ((a + m2 - 1) * (a + m2)),
-                          -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1))):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _regularized_beta(x: float, a: float, b: float) -> float:
-    """I_x(a, b), the regularized incomplete beta function."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1) / (a + b + 2):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T ≤ t) for Student's t with ``df`` degrees of freedom."""
-    tail = 0.5 * _regularized_beta(df / (df + t * t), df / 2.0, 0.5)
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t (bisection on :func:`t_cdf`); e.g. (0.975, 2) → 4.3027."""
-    if not 0 < p < 1 or df <= 0:
-        return math.nan
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    low, high = 0.0, 1.0
-    while t_cdf(high, df) < p:
-        high *= 2.0
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        low, high = (middle, high) if t_cdf(middle, df) < p else (low, middle)
-    return 0.5 * (low + high)
-
-
-@functools.lru_cache(maxsize=None)
-def t_critical(n: int, confidence: float = CONFIDENCE) -> float:
-    """Two-sided critical value of a t-interval for a mean of ``n`` values (df = n − 1)."""
-    return t_quantile(0.5 + confidence / 2, n - 1) if n >= 2 else math.nan
+# ---------------------------------------------------------------- intervals
 
 
 def mean_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> dict[str, float]:
     """n, mean, sample std and the Student-t interval mean ± t·std/√n (NaN below 2 values)."""
     array = np.asarray([v for v in values if not pd.isna(v)], dtype=float)
-    n = len(array)
-    mean = float(array.mean()) if n else math.nan
-    std = float(array.std(ddof=1)) if n >= 2 else math.nan
-    half = t_critical(n, confidence) * std / math.sqrt(n) if n >= 2 else math.nan
-    return dict(n=n, mean=mean, std=std, ci_low=mean - half, ci_high=mean + half)
+    mean, low, high = mean_ci(array, confidence)
+    std = float(array.std(ddof=1)) if len(array) >= 2 else math.nan
+    return dict(n=len(array), mean=mean, std=std, ci_low=low, ci_high=high)
 
 
 def t_errorbar(values) -> tuple[float, float]:

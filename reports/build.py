@@ -30,9 +30,10 @@ import pandas as pd
 import seaborn as sns
 
 from ablations import atomic_write_text
-from ablations.aggregate import (aggregate, metric_direction, read_grid, reference_key, t_critical,
+from ablations.aggregate import (aggregate, metric_direction, read_grid, reference_key,
                                  t_errorbar)
 from ablations.grids import DIRECT_ARM
+from rmvae.intervals import t_critical
 
 TABLES = ("runs", "final", "summary", "paired", "paired_direct", "status")
 # Learning curves: one figure per quantity, one panel per stage (train, val), arms as hues.

@@ -22,7 +22,8 @@ from rmvae.baselines import unigram_scores
 from rmvae.data.datamodule import ChoraleDataModule
 from rmvae.data.encoding import PitchRange, poly_to_notes, tokens_to_notes
 from rmvae.errors import UserError
-from rmvae.metrics import STATISTICS, mean_ci, musical_statistics, pitch_class_distance, slice_measures
+from rmvae.intervals import mean_ci
+from rmvae.metrics import STATISTICS, musical_statistics, pitch_class_distance, slice_measures
 from rmvae.module import NLL_SEED, RMVAEModule, load_module
 from rmvae.tasks import Generator, Piece, Sampling
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from rmvae.config import STEPS_PER_MEASURE
 from rmvae.data.encoding import DURATION, PITCH, START, VOICE, PitchRange
+from rmvae.intervals import mean_ci
 
 DISSONANT_INTERVALS = (1, 2, 6, 10, 11)  # semitones mod 12: seconds, tritone, sevenths
 REPEAT_WINDOW = 4  # a measure "repeats" when it equals one of the previous four
@@ -301,24 +301,6 @@ def musical_statistics(notes, n_voices: int, first_measure: int, n_measures: int
     if reference_notes is not None:
         result["pitch_class_distance"] = pitch_class_distance(sliced, reference_notes)
     return result
-
-
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval ``(mean, low, high)``; NaNs are dropped.
-
-    Half-width ``t((1 + confidence) / 2, n − 1) · s / √n`` with ``s`` the sample standard
-    deviation (ddof 1). With 3 seeds t = 4.30 (2 degrees of freedom). n = 1 → ``(x, nan, nan)``;
-    n = 0 → all NaN.
-    """
-    values = np.asarray(values, dtype=float).ravel()
-    values = values[~np.isnan(values)]
-    if len(values) == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(values.mean())
-    if len(values) == 1:
-        return mean, float("nan"), float("nan")
-    half = stats.t.ppf((1 + confidence) / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return mean, float(mean - half), float(mean + half)
 
 
 # --------------------------------------------------------------------------- folders of MIDI files

@@ -15,7 +15,8 @@ if str(REPO) not in sys.path:  # `ablations` is a folder of the repo, not an ins
     sys.path.insert(0, str(REPO))
 
 from ablations.aggregate import (DIRECT_METRICS, PAIRED_COLUMNS, aggregate, mean_interval, metric_direction,
-                                 paired_table, summary_table, t_critical, t_quantile)
+                                 paired_table, summary_table)
+from rmvae.intervals import mean_ci, t_critical
 from ablations.grids import DIRECT_ARM
 
 T_2DF = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
@@ -102,13 +103,22 @@ def make_grid_folder(root: Path, final=FINAL, failed=(("new", 3, "RuntimeError: 
     return grid_dir
 
 
-def test_student_t_quantiles():
-    assert t_quantile(0.975, 2) == pytest.approx(T_2DF, abs=1e-8)
-    assert t_quantile(0.975, 1) == pytest.approx(12.706204736174705, abs=1e-8)
-    assert t_quantile(0.975, 4) == pytest.approx(2.7764451051977987, abs=1e-9)
-    assert t_quantile(0.975, 30) == pytest.approx(2.0422724563012373, abs=1e-9)
-    assert t_quantile(0.025, 2) == pytest.approx(-T_2DF, abs=1e-8)
-    assert t_critical(3) == pytest.approx(T_2DF, abs=1e-8) and math.isnan(t_critical(1))
+def test_student_t_critical_values_from_tables():
+    """Two-sided 95 % values of Student's t from printed tables, for n values (df = n − 1)."""
+    assert t_critical(3) == pytest.approx(T_2DF, abs=1e-8)
+    assert t_critical(2) == pytest.approx(12.706204736174705, abs=1e-8)
+    assert t_critical(5) == pytest.approx(2.7764451051977987, abs=1e-9)
+    assert t_critical(31) == pytest.approx(2.0422724563012373, abs=1e-9)
+    assert t_critical(3, confidence=0.9) == pytest.approx(2.919985580355516, abs=1e-9)
+    assert math.isnan(t_critical(1))
+
+
+def test_run_metrics_and_grid_aggregation_share_one_interval():
+    """The evaluation's window intervals and the grid's seed intervals are one formula."""
+    values = [48.5, 48.45, 48.77]
+    mean, low, high = mean_ci(values)
+    stats = mean_interval(values)
+    assert (mean, low, high) == pytest.approx((stats["mean"], stats["ci_low"], stats["ci_high"]), abs=1e-12)
 
 
 def test_mean_and_interval_by_hand():

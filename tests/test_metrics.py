@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from rmvae.data.encoding import PitchRange
+from rmvae.intervals import mean_ci
 from rmvae.metrics import (always_hold_baseline, dissonance_rate, distinct_pitches_per_voice, folder_statistics,
-                           mean_ci, musical_statistics, note_length_entropy, onsets_per_measure,
+                           musical_statistics, note_length_entropy, onsets_per_measure,
                            pitch_class_distance, repeat_last_measure_baseline, repeat_rate, slice_measures,
                            token_accuracy)
 
