@@ -6,13 +6,15 @@ Usage (from the repository root)::
 
 Reads ``OUT/<grid>/{runs,final,summary,paired,paired_direct,status}.csv`` and ``grid.json`` (written by
 ``ablations/aggregate.py``; built first if missing, or with ``--aggregate``) and writes
-``OUT/<grid>/figures/*.png``, ``OUT/<grid>/samples/<arm>.{mid,png}`` and
+``OUT/<grid>/figures/*.png``, ``OUT/<grid>/samples/<arm>.{mid,png,wav}`` and
 ``OUT/<grid>/report.md``. Nothing is trained and neither torch nor Lightning is imported,
 so a report can be rebuilt anywhere the tables are.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -26,8 +28,11 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+import pretty_midi
 import seaborn as sns
+from scipy.io import wavfile
 
 from ablations import atomic_write_text
 from ablations.aggregate import (aggregate, metric_direction, read_grid, reference_key,
@@ -48,6 +53,16 @@ GAIN_VS_UNIGRAM = "test/gain_vs_unigram"  # unigram NLL − arm NLL, per run
 UNIGRAM = "positional unigram"
 VAL_NLL = "val/nll"
 COLLAPSE_CURVES = ("val/active_units", "val/kl_inputs")
+MIN_BAND_SEEDS = 3  # a t-interval from 2 values uses t(1) = 12.7 and says nothing: none is drawn
+WAV_RATE, WAV_SECONDS = 22050, 30.0  # sample WAVs: sine synthesis, first 30 s (small files)
+# Values a metric can take, on its last name part without _step/_epoch/_ci_low/_ci_high; first match
+# wins (fnmatch); None: unbounded on that side. A t band past a bound would show impossible values.
+VALID_RANGES = {
+    "gain_vs_*": (None, None),  # a difference of NLLs: either sign
+    "*acc*": (0.0, 1.0), "*rate*": (0.0, 1.0), "pitch_class_distance": (0.0, 1.0),  # shares; total variation
+    "kl*": (0.0, None), "*nll": (0.0, None), "recon*": (0.0, None), "*entropy": (0.0, None),
+    "distinct_pitches*": (0.0, None), "active_units": (0.0, None), "onsets_per_measure": (0.0, None),
+}
 
 
 def load_tables(grid_dir: Path, refresh: bool = False) -> dict[str, pd.DataFrame]:
@@ -81,9 +96,38 @@ def _save(figure, path: Path) -> Path:
     return path
 
 
+def valid_range(metric: str) -> tuple[float | None, float | None]:
+    """``(low, high)`` a metric can take (None: unbounded on that side), from :data:`VALID_RANGES`:
+    a share lies in [0, 1], an NLL, KL or count is never negative."""
+    name = metric.split("/")[-1]
+    for suffix in ("_ci_low", "_ci_high", "_step", "_epoch"):
+        name = name.removesuffix(suffix)
+    for pattern, bounds in VALID_RANGES.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            return bounds
+    return None, None
+
+
+def band(metric: str):
+    """Seaborn ``errorbar=`` callable for one metric: :func:`t_errorbar`'s 95 % t-interval clipped to
+    :func:`valid_range` (an accuracy band never runs past 1), and none at all from fewer than
+    :data:`MIN_BAND_SEEDS` values, where the interval would say nothing (NaN: seaborn draws nothing)."""
+    low_bound, high_bound = valid_range(metric)
+
+    def errorbar(values) -> tuple[float, float]:
+        values = [value for value in values if not pd.isna(value)]
+        if len(values) < MIN_BAND_SEEDS:
+            return math.nan, math.nan
+        low, high = t_errorbar(values)
+        return (low if low_bound is None else max(low, low_bound),
+                high if high_bound is None else min(high, high_bound))
+    return errorbar
+
+
 def _curve_figure(runs: pd.DataFrame, arms: list[str], metrics: list[str], ylabel: str | None = None):
     """One panel per metric, arms as hues: the mean over seeds with its 95 % Student-t band
-    against the training step. Every curve figure is drawn here so that all read alike.
+    against the training step. Every curve figure is drawn here so that all read alike; each arm
+    also has its own dash pattern, so that two arms with identical curves both stay visible.
 
     Returns:
         The figure and its axes (one per metric), for the caller to annotate and save.
@@ -93,8 +137,9 @@ def _curve_figure(runs: pd.DataFrame, arms: list[str], metrics: list[str], ylabe
                                 layout="constrained")
     for axis, metric in zip(axes[0], metrics):
         data = runs[runs["metric"] == metric]
-        sns.lineplot(data=data, x="step", y="value", hue="arm", hue_order=[a for a in arms if a in set(data["arm"])],
-                     estimator="mean", errorbar=t_errorbar, ax=axis,
+        order = [a for a in arms if a in set(data["arm"])]
+        sns.lineplot(data=data, x="step", y="value", hue="arm", hue_order=order, style="arm", style_order=order,
+                     estimator="mean", errorbar=band(metric), ax=axis,
                      marker="o" if data["step"].nunique() <= 20 else None)  # few points: show them
         axis.set_title(metric)
         axis.set_ylabel(ylabel or metric)
@@ -158,33 +203,10 @@ def plot_collapse(runs: pd.DataFrame, arms: list[str], folder: Path) -> Path | N
     return _save(figure, folder / "collapse.png")
 
 
-def plot_final_metrics(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
-    """Point plot per arm (95 % t-interval) of every test metric with a higher/lower direction."""
-    judged = final["metric"].map(metric_direction).isin(["higher", "lower"]) if not final.empty else None
-    data = final[judged] if not final.empty else final
-    if data.empty:
-        return None
-    grid = sns.catplot(data=data, x="arm", y="value", col="metric", kind="point", order=[a for a in arms if a in set(data["arm"])],
-                       errorbar=t_errorbar, col_wrap=min(4, data["metric"].nunique()), sharey=False,
-                       height=3, aspect=1.1, linestyles="none", capsize=0.2)
-    grid.set_titles("{col_name}")
-    grid.set_xticklabels(rotation=30, ha="right")
-    grid.figure.suptitle("final test metrics: mean over seeds, 95 % t-interval", y=1.02)
-    return _save(grid.figure, folder / "final_metrics.png")
-
-
-def _is_music_stat(metric: str) -> bool:
-    return metric_direction(metric) == "closer"
-
-
-def plot_music_stats(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
-    """Musical statistics of each arm beside the Bach reference (dashed line)."""
-    if final.empty:
-        return None
-    present = set(final["metric"])
-    metrics = [m for m in dict.fromkeys(final["metric"]) if _is_music_stat(m) and reference_key(m) in present]
-    if not metrics:
-        return None
+def _point_panels(final: pd.DataFrame, arms: list[str], metrics: list[str], title: str, path: Path,
+                  bach: bool = False) -> Path:
+    """One point plot per metric (arms on the x axis, so equal values cannot hide each other), mean
+    over seeds with the metric's :func:`band`; with ``bach``, the held-out Bach value dashed."""
     columns = min(4, len(metrics))
     rows = -(-len(metrics) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False,
@@ -192,20 +214,73 @@ def plot_music_stats(final: pd.DataFrame, arms: list[str], folder: Path) -> Path
     for axis, metric in zip(axes.flat, metrics):
         data = final[final["metric"] == metric]
         sns.pointplot(data=data, x="arm", y="value", order=[a for a in arms if a in set(data["arm"])],
-                      errorbar=t_errorbar, linestyles="none", capsize=0.2, ax=axis)
-        bach = final.loc[final["metric"] == reference_key(metric), "value"].mean()
-        axis.axhline(bach, color="black", linestyle="--", label="Bach")
+                      errorbar=band(metric), linestyles="none", capsize=0.2, ax=axis)
+        if bach:
+            axis.axhline(final.loc[final["metric"] == reference_key(metric), "value"].mean(), color="black",
+                         linestyle="--", label="Bach")
+            axis.legend(loc="best", fontsize="small")
         axis.set_title(metric)
-        axis.tick_params(axis="x", rotation=30)
-        axis.legend(loc="best", fontsize="small")
+        plt.setp(axis.get_xticklabels(), rotation=30, ha="right")
     for axis in list(axes.flat)[len(metrics):]:
         axis.set_visible(False)
-    figure.suptitle("musical statistics per arm (95 % t-interval) against held-out Bach (dashed)")
-    return _save(figure, folder / "music_stats.png")
+    figure.suptitle(title)
+    return _save(figure, path)
+
+
+def plot_final_metrics(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
+    """Point plot per arm (95 % t-interval) of every test metric with a higher/lower direction."""
+    metrics = [m for m in dict.fromkeys(final.get("metric", ())) if metric_direction(m) in ("higher", "lower")]
+    return _point_panels(final, arms, metrics, "final test metrics: mean over seeds, 95 % t-interval",
+                         folder / "final_metrics.png") if metrics else None
+
+
+def _music_metrics(frame: pd.DataFrame) -> list[str]:
+    """The musical statistics of a table that have a Bach value to be compared with."""
+    present = set(frame.get("metric", ()))
+    return [m for m in dict.fromkeys(frame.get("metric", ())) if metric_direction(m) == "closer"
+            and reference_key(m) in present]
+
+
+def plot_music_stats(final: pd.DataFrame, arms: list[str], folder: Path) -> Path | None:
+    """Musical statistics of each arm beside the Bach reference (dashed line)."""
+    metrics = _music_metrics(final)
+    return _point_panels(final, arms, metrics, "musical statistics per arm (95 % t-interval) against held-out "
+                         "Bach (dashed)", folder / "music_stats.png", bach=True) if metrics else None
+
+
+def render_wav(midi_path: Path, wav_path: Path, seconds: float = WAV_SECONDS, rate: int = WAV_RATE) -> Path:
+    """A sample to listen to without a MIDI player: ``pretty_midi``'s sine synthesis (no soundfont),
+    cut at the MIDI's end (pretty_midi pads 1 s) and at ``seconds`` to keep files small, peak-normalised
+    int16. Raises whatever pretty_midi raises on a file it cannot read."""
+    midi = pretty_midi.PrettyMIDI(str(midi_path))
+    audio = np.zeros(int(round(rate * min(midi.get_end_time(), seconds))))
+    synthesized = midi.synthesize(fs=rate)[:len(audio)]
+    audio[:len(synthesized)] = synthesized
+    peak = np.abs(audio).max() if len(audio) else 0.0
+    pcm = (audio * (32767 / peak) if peak > 0 else audio).astype(np.int16)
+    wav_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = wav_path.with_name(f".{wav_path.stem}.tmp.wav")
+    wavfile.write(tmp, rate, pcm)
+    tmp.replace(wav_path)
+    return wav_path
+
+
+def _add_wav(grid_dir: Path, arm: str, files: dict[str, str]) -> None:
+    """Render ``samples/<arm>.wav`` beside the arm's MIDI; a MIDI that will not load is marked
+    ``unreadable`` (with the reason) in ``files``, so one bad file costs its WAV, not the report."""
+    wav = grid_dir / "samples" / f"{arm}.wav"
+    try:
+        render_wav(grid_dir / files["mid"], wav)
+        files["wav"] = f"samples/{arm}.wav"
+    except Exception as error:  # any parse failure of a saved file means "unreadable"
+        wav.unlink(missing_ok=True)  # no stale WAV of an earlier sample
+        reason = str(error).strip().splitlines()
+        files["unreadable"] = f"{type(error).__name__}: {reason[0] if reason else ''}"[:160]
 
 
 def copy_samples(grid_dir: Path, status: pd.DataFrame, arms: list[str]) -> dict[str, dict[str, str]]:
-    """One sample per arm (lowest finished seed): ``samples/<arm>.mid`` and ``.png``."""
+    """One sample per arm (lowest finished seed): ``samples/<arm>.mid`` and ``.png`` copied, and
+    ``.wav`` rendered from the MIDI (:func:`_add_wav`)."""
     samples = {}
     if status.empty:
         return samples
@@ -221,6 +296,8 @@ def copy_samples(grid_dir: Path, status: pd.DataFrame, arms: list[str]) -> dict[
                     target.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copyfile(source, target)
                     files[suffix] = f"samples/{arm}.{suffix}"
+            if "mid" in files:
+                _add_wav(grid_dir, arm, files)
             if files:
                 samples[arm] = files
                 break
@@ -266,6 +343,38 @@ def _gains_over_direct(paired_direct: pd.DataFrame) -> dict[str, dict]:
     rows = paired_direct[paired_direct["metric"] == COMPARISON_NLL]
     return {row["arm"]: dict(n=row["n"], mean=-row["mean_diff"], ci_low=-row["ci_high"], ci_high=-row["ci_low"])
             for _, row in rows.iterrows()}
+
+
+def detectable_difference(n, std_diff) -> float:
+    """The smallest difference the paired 95 % interval can tell from zero with ``n`` seeds: its
+    half-width t(n)·sd/√n (an observed difference below it leaves 0 inside). NaN below 2 pairs."""
+    return t_critical(int(n)) * float(std_diff) / math.sqrt(n) if n >= 2 else math.nan
+
+
+def _detectable_note() -> str:
+    """What the detectable-difference column means, and how more seeds shrink it (same spread)."""
+    shrink = {n: detectable_difference(n, 1) / detectable_difference(3, 1) for n in (5, 10)}
+    return ("*Smallest detectable difference*: the half-width of the paired 95 % interval, t·sd/√n of the "
+            "per-seed differences. An observed difference smaller than it leaves 0 inside the interval, so a true "
+            "difference below it cannot be told from zero with these seeds (one just at it is resolved only about "
+            "half the time). For the same spread it shrinks as t/√n with more seeds: to "
+            f"×{shrink[5]:.2f} of its 3-seed value with 5 seeds, ×{shrink[10]:.2f} with 10.")
+
+
+def _few_seeds_note(status: pd.DataFrame, arms: list[str]) -> str | None:
+    """Names the arms with fewer than :data:`MIN_BAND_SEEDS` finished seeds, whose bands the figures
+    leave out, so that a missing band is not read as certainty."""
+    if status.empty:
+        return None
+    done = status.loc[status["status"] == "done", "arm"].value_counts()
+    few = [f"`{arm}` ({int(done.get(arm, 0))})" for arm in arms
+           if arm in set(status["arm"]) and done.get(arm, 0) < MIN_BAND_SEEDS]
+    if not few:
+        return None
+    return (f"Fewer than {MIN_BAND_SEEDS} finished seeds: {', '.join(few)}. Their intervals are not shown in the "
+            f"figures (no band, no error bar): a t-interval from 2 seeds uses t = {t_critical(2):.1f} and says "
+            "nothing, and so do the intervals of these arms in the tables. No band in any figure comes from fewer "
+            f"than {MIN_BAND_SEEDS} values.")
 
 
 def _beats(arm: str, baseline: str, gain) -> str:
@@ -368,17 +477,22 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
               f"With 3 seeds a t-interval has 2 degrees of freedom, t = {t3:.2f}: the interval is wide and only "
               f"large effects exclude zero. `--seeds N` raises the number of seeds "
               f"(5 seeds: t = {t_critical(5):.2f}; 10 seeds: t = {t_critical(10):.2f}). "
-              "Three values are not bootstrapped; the bands in the figures are the same t-intervals."]
+              "Three values are not bootstrapped; the bands in the figures are the same t-intervals, cut at the "
+              "values a metric can take (a share at 0 and 1, an NLL, KL or count at 0)."]
     if seeds_per_arm:
         lines.append(f"\nThis report has up to {seeds_per_arm} finished seed(s) per arm"
                      + (f" (t = {t_critical(seeds_per_arm):.2f})." if seeds_per_arm >= 2 else "."))
+    few_seeds = _few_seeds_note(status, arms)
+    if few_seeds:
+        lines += ["", few_seeds]
 
     lines += ["", f"## Which arm is better (test split, vs `{reference}`)", ""]
     if paired.empty:
         lines.append("No paired comparison yet (the reference arm or other arms have no finished runs).")
     else:
         lines += ["| metric | better is | arm | reference mean [95 % CI] | arm mean [95 % CI] | "
-                  "difference arm − ref [95 % CI] | excludes 0 | verdict |", "|---|---|---|---|---|---|---|---|"]
+                  "difference arm − ref [95 % CI] | smallest detectable difference | excludes 0 | verdict |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         indexed = summary.set_index(["arm", "metric"]) if not summary.empty else None
         descriptive = sorted(set(paired.loc[paired["direction"] == "none", "metric"]))
         for _, row in paired[paired["direction"] != "none"].iterrows():
@@ -389,7 +503,9 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
                           if not pd.isna(row["ci_low"]) else f"{_fmt(row['mean_diff'])}{compared} (n={int(row['n'])})")
             lines.append(f"| {row['metric']} | {DIRECTION_WORDS.get(row['direction'], row['direction'])} | "
                          f"`{row['arm']}` | {ref_stats} | {arm_stats} | {difference} | "
+                         f"{_fmt(detectable_difference(row['n'], row['std_diff']))} | "
                          f"{'yes' if row['excludes_zero'] else 'no'} | {_verdict(row)} |")
+        lines += ["", _detectable_note()]
 
         if descriptive:
             lines += ["", "Shown in the tables but not judged (no better direction, or no Bach value to be closer "
@@ -404,13 +520,17 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
     if not figures:
         lines.append("No figures yet (no finished runs).")
 
-    lines += ["", "## Samples (one per arm, lowest finished seed)", ""]
+    lines += ["", "## Samples (one per arm, lowest finished seed)", "",
+              f"WAV: the MIDI rendered with sine waves (no soundfont), first {WAV_SECONDS:.0f} s.", ""]
     for arm in arms:
         files = samples.get(arm)
         if not files:
             continue
-        links = ", ".join(f"[{suffix.upper()}]({path})" for suffix, path in files.items())
-        lines.append(f"- `{arm}`: {links}")
+        links = [f"[{label}]({files[key]})" for key, label in (("mid", "MIDI"), ("wav", "WAV"), ("png", "PNG"))
+                 if key in files]
+        if "unreadable" in files:
+            links.insert(1, f"MIDI unreadable, no WAV ({files['unreadable']})")
+        lines.append(f"- `{arm}`: {', '.join(links)}")
         if "png" in files:
             lines += ["", f"  ![{arm}]({files['png']})", ""]
     if not samples:
@@ -452,10 +572,7 @@ def _summary_cell(indexed, arm: str, metric: str) -> str:
 
 
 def _music_table(summary: pd.DataFrame, arms: list[str]) -> list[str]:
-    if summary.empty:
-        return []
-    metrics = [m for m in dict.fromkeys(summary["metric"]) if _is_music_stat(m)
-               and reference_key(m) in set(summary["metric"])]
+    metrics = _music_metrics(summary)
     if not metrics:
         return []
     indexed = summary.set_index(["arm", "metric"])

@@ -8,7 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import pretty_midi
 import pytest
+from scipy.io import wavfile
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
@@ -16,7 +20,7 @@ for path in (REPO, TESTS):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from test_aggregate import T_2DF, make_grid_folder  # noqa: E402  (hand-made grid folder)
+from test_aggregate import FINAL, T_2DF, make_grid_folder  # noqa: E402  (hand-made grid folder)
 
 from ablations.aggregate import aggregate  # noqa: E402
 from ablations.grids import DIRECT_ARM  # noqa: E402
@@ -151,3 +155,125 @@ def test_build_command_line_errors(tmp_path):
     result = subprocess.run([sys.executable, "reports/build.py", "--grid", "nope", "--out", str(tmp_path)],
                             cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 2 and "no grid" in result.stderr and "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- what a report can and cannot see
+
+
+def test_smallest_detectable_difference_by_hand():
+    build = _load_build()
+    assert round(build.detectable_difference(3, 1.0), 4) == 2.4841  # 4.302653 / √3
+    assert build.detectable_difference(10, 2.0) == pytest.approx(2.2621571627 * 2 / math.sqrt(10), abs=1e-8)
+    assert math.isnan(build.detectable_difference(1, math.nan))
+
+
+def test_comparison_table_shows_the_smallest_detectable_difference(built):
+    grid_dir, _ = built
+    report = (grid_dir / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| metric | better is |"))
+    column = [cell.strip() for cell in header.split("|")].index("smallest detectable difference")
+    acc = next(line for line in report.splitlines() if line.startswith("| test/acc |") and "`new`" in line)
+    # new − ref by seed on test/acc: 0.5, 1.0, 1.5 → sd 0.5, 3 seeds
+    assert acc.split("|")[column].strip() == f"{T_2DF * 0.5 / math.sqrt(3):.4g}" == "1.242"
+    note = report.split("*Smallest detectable difference*", 1)[1].split("\n", 1)[0]
+    assert "cannot be told from zero" in note and "with 5 seeds" in note and "×0.50" in note
+
+
+def test_valid_range_of_metric_names():
+    build = _load_build()
+    for metric in ("test/acc", "train/acc_step", "val/acc_onsets", "test/unigram_acc", "greedy/repeat_rate",
+                   "bach/dissonance_rate_ci_high", "latent/pitch_class_distance"):
+        assert build.valid_range(metric) == (0.0, 1.0), metric
+    for metric in ("val/nll", "test/unigram_nll", "val/recon_nll", "train/kl_inputs_epoch", "test/kl",
+                   "test/recon_full_term", "greedy/note_length_entropy", "sampled/distinct_pitches_per_voice",
+                   "val/active_units", "greedy/onsets_per_measure"):
+        assert build.valid_range(metric) == (0.0, None), metric
+    for metric in ("test/gain_vs_unigram", "test/gain_vs_unigram_ci_low", "test/elbo", "train/loss_step",
+                   "test/harmony", "lr-Adam"):
+        assert build.valid_range(metric) == (None, None), metric
+
+
+def test_bands_are_clipped_to_the_valid_range():
+    build = _load_build()
+    half = T_2DF * 0.05 / math.sqrt(3)  # 0.9, 0.95, 1.0: mean 0.95, sd 0.05 → t-interval [0.826, 1.074]
+    assert build.band("test/acc")([0.9, 0.95, 1.0]) == pytest.approx((0.95 - half, 1.0))
+    assert build.band("test/elbo")([0.9, 0.95, 1.0]) == pytest.approx((0.95 - half, 0.95 + half))
+    low, high = build.band("val/nll")([0.0, 0.1, 0.5])  # mean 0.2, sd √0.07 → low −0.457, clipped at 0
+    assert low == 0.0 and high == pytest.approx(0.2 + T_2DF * math.sqrt(0.07) / math.sqrt(3))
+
+
+def _error_bars(axis) -> dict[int, tuple[float, float]]:
+    """x position → (low, high) of each error bar a point plot drew (lines without markers)."""
+    bars = {}
+    for line in axis.lines:
+        x, y = (pd.Series(line.get_xdata(), dtype=float), pd.Series(line.get_ydata(), dtype=float))
+        if line.get_marker() in (None, "None", "") and y.notna().any():
+            bars[int(round(x[y.notna()].median()))] = (y.min(), y.max())
+    return bars
+
+
+def test_no_band_for_an_arm_with_two_seeds(tmp_path, monkeypatch):
+    build = _load_build()
+    assert all(math.isnan(bound) for bound in build.band("test/acc")([0.5, 0.6]))  # t(1) = 12.7: not drawn
+    grid_dir = make_grid_folder(tmp_path, final={key: value for key, value in FINAL.items() if key != ("new", 2)})
+    tables = aggregate(grid_dir)
+    drawn = []
+    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
+    build.plot_final_metrics(tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
+    axis = next(axis for axis in drawn[0].axes if axis.get_title() == "test/acc")
+    assert [label.get_text() for label in axis.get_xticklabels()] == ["ref", "new", DIRECT_ARM]
+    assert set(_error_bars(axis)) == {0, 2}  # ref and the direct predictor (3 seeds), not new (2)
+    assert _error_bars(axis)[0] == (0.0, 1.0)  # ref's acc 0.5, 1, 2.5: interval clipped to [0, 1]
+    build.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
+    bands = [c for c in drawn[1].axes[0].collections if len(c.get_paths())]  # val/active_units: ref, new
+    assert len(bands) == 1  # only ref's
+    report = build.build(grid_dir).read_text()
+    assert "Fewer than 3 finished seeds: `new` (2). Their intervals are not shown in the figures" in report
+    assert "t = 12.7" in report
+
+
+def test_curves_give_each_arm_its_own_dashes(tmp_path, monkeypatch):
+    grid_dir = make_grid_folder(tmp_path)
+    tables = aggregate(grid_dir)
+    build = _load_build()
+    drawn = []
+    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
+    build.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
+    handles, labels = drawn[0].axes[0].get_legend_handles_labels()
+    styles = {label: handle.get_linestyle() for handle, label in zip(handles, labels)}
+    assert styles["ref"] == "-" and styles["new"] != "-"  # identical curves stay visible
+
+
+def _write_midi(path: Path, seconds: float) -> float:
+    """A one-voice MIDI of half-second notes lasting ``seconds``; returns its end time as read back."""
+    midi = pretty_midi.PrettyMIDI()
+    piano = pretty_midi.Instrument(program=0)
+    piano.notes = [pretty_midi.Note(velocity=90, pitch=60 + index % 12, start=index / 2, end=index / 2 + 0.5)
+                   for index in range(int(seconds * 2))]
+    midi.instruments.append(piano)
+    midi.write(str(path))
+    return pretty_midi.PrettyMIDI(str(path)).get_end_time()
+
+
+def test_one_wav_per_arm_beside_the_midi(tmp_path):
+    grid_dir = make_grid_folder(tmp_path)
+    end = {"ref": _write_midi(grid_dir / "runs" / "ref0" / "sample.mid", 2.5),
+           DIRECT_ARM: _write_midi(grid_dir / "runs" / f"{DIRECT_ARM}0" / "sample.mid", 40.0)}
+    tables = aggregate(grid_dir)
+    build = _load_build()
+    samples = build.copy_samples(grid_dir, tables["status"], ["ref", "new", DIRECT_ARM])
+    for arm, seconds in (("ref", end["ref"]), (DIRECT_ARM, 30.0)):  # capped at 30 s
+        assert samples[arm]["wav"] == f"samples/{arm}.wav"
+        rate, audio = wavfile.read(grid_dir / samples[arm]["wav"])
+        assert rate == 22050 and audio.dtype == np.int16 and np.abs(audio).max() == 32767
+        assert abs(len(audio) / rate - seconds) <= 0.1, (arm, len(audio) / rate)
+    assert end[DIRECT_ARM] > 30.0
+    assert "wav" not in samples["new"] and samples["new"]["unreadable"]  # b"MThd" is no MIDI file
+    assert not (grid_dir / "samples" / "new.wav").exists()
+
+
+def test_report_lists_an_unreadable_midi_and_links_wavs(built):
+    grid_dir, _ = built  # the toy grid's samples are 4-byte stubs: unreadable, and the build did not crash
+    report = (grid_dir / "report.md").read_text()
+    assert "- `ref`: [MIDI](samples/ref.mid), MIDI unreadable, no WAV (" in report
+    assert "first 30 s" in report
