@@ -39,6 +39,7 @@ BASELINE: dict[str, Any] = {
     "model.temporal_input": "experts",
     "model.latent_prior": "temporal",
     "model.decoder_context": True,
+    "model.skip_last_measure": True,
     "loss.target_posterior": True,
     "data.transpose": True,
     "model.size": "medium",
@@ -81,6 +82,25 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "thesis_design": dict(THESIS_DESIGN),  # exactly the thesis's model (RNN encoders)
     },
 }
+
+# Dose-response grids: the weight of one music term, from 0 to where it dominates. Each weight
+# multiplies every interval of the harmony term (semitone, tone, tritone) or the scale term; the
+# values are chosen from the measured gradient share of the term (benchmarks/music_loss_share.py,
+# README "Music-loss weights"). The on/off grids above use the default weights.
+DOSE_WEIGHTS: dict[str, tuple[str, tuple[float, ...]]] = {
+    "harmony_weight": ("harmony", (0.0, 0.03, 0.3, 1.0, 10.0)),
+    "scale_weight": ("scale", (0.0, 0.06, 0.6, 2.0, 20.0)),
+}
+
+
+def _dose_arm(term: str, weight: float) -> dict[str, Any]:
+    if term == "harmony":
+        return {"loss.harmony": weight > 0, "loss.harmony_weights": (weight, weight, weight)}
+    return {"loss.scale": weight > 0, "loss.scale_weight": weight}
+
+
+for _grid, (_term, _weights) in DOSE_WEIGHTS.items():
+    GRIDS[_grid] = {f"{_term}_w{_weight:g}": _dose_arm(_term, _weight) for _weight in _weights}
 
 # Trained in every grid beside its arms, same seeds, split and budget: the direct predictor
 # (no latents) that every arm's next-measure NLL is compared with (README, "Baselines").
