@@ -101,6 +101,10 @@ class ModelConfig:
     # against N(0, I) (the thesis's).
     latent_prior: str = "temporal"
     decoder_context: bool = True  # the decoders also read the temporal state (thesis: z only)
+    # The temporal state after a measure (what the next measure's prior and decoders read) also
+    # holds that measure's expert means side by side: a skip around the LSTM, so the notes at the
+    # bar line reach the prediction without passing two LSTM layers (thesis: no skip).
+    skip_last_measure: bool = True
     rpoe: bool = True  # posterior of measure t is an expert at t+1 (latent_prior="standard" only)
     rpoe_readd_prior: bool = False  # reproduce the original: N(0, I) re-added at every measure
     dropout_fc: float = 1e-2
@@ -118,6 +122,9 @@ class ModelConfig:
             raise ConfigError("model.latent_prior='temporal' needs model.temporal_input='experts' (a prior "
                               "predicted from sampled latents would make every measure wait for the one before); "
                               "use model.latent_prior='standard' with temporal_input='latents' (the thesis design)")
+        if self.skip_last_measure and self.temporal_input != "experts":
+            raise ConfigError("model.skip_last_measure=true needs model.temporal_input='experts' (it passes the "
+                              "last measure's expert means on); set model.skip_last_measure=false for the thesis design")
         if self.kind == "direct" and (self.temporal_input != "experts" or not self.decoder_context):
             raise ConfigError("model.kind='direct' has no latents: it needs model.temporal_input='experts' "
                               "and model.decoder_context=true")
@@ -238,6 +245,25 @@ class Config:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+# Fields added after checkpoints were first written, with the value that reproduces what a
+# checkpoint without them computed: a stored config lacking one meant that value, not today's
+# default (otherwise an older checkpoint would build a different model and fail to load).
+ADDED_FIELDS: dict[str, Any] = {
+    "model.skip_last_measure": False,
+}
+
+
+def with_added_fields(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored config dict (``Config.to_dict()`` of any version) with :data:`ADDED_FIELDS` it
+    lacks set to their old values; complete dicts come back unchanged."""
+    filled = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
+    for key, value in ADDED_FIELDS.items():
+        section, name = key.split(".")
+        if isinstance(filled.get(section), dict) and name not in filled[section]:
+            filled[section][name] = value
+    return filled
+
+
 # Training budgets, shared by `rmvae train --profile` and the ablation grids (SPEC §7).
 # `quick` must finish the harmony grid (2 arms and the direct baseline × 3 seeds) in under
 # 10 minutes on 2 CPU cores including evaluation, and select checkpoints on the whole
@@ -291,6 +317,7 @@ def profile_overrides(name: str) -> dict[str, Any]:
 THESIS_DESIGN: dict[str, Any] = {
     "model.encoder": "rnn",
     "model.temporal_input": "latents",
+    "model.skip_last_measure": False,
     "model.latent_prior": "standard",
     "model.decoder_context": False,
     "loss.target_posterior": False,

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from rmvae import losses
-from rmvae.config import Config
+from rmvae.config import Config, with_added_fields
 from rmvae.data.encoding import PitchRange
 from rmvae.metrics import token_accuracy
 from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_measures, reparameterise
@@ -48,7 +48,7 @@ class RMVAEModule(L.LightningModule):
     def __init__(self, config: dict, encoding_info: dict):
         super().__init__()
         self.save_hyperparameters()
-        self.config = Config.from_dict(config)
+        self.config = Config.from_dict(with_added_fields(config))  # checkpoints of older versions too
         self.pitch_range = PitchRange(encoding_info["low"], encoding_info["high"])
         self.n_voices = encoding_info["n_voices"]
         self.encoding = encoding_info["encoding"]

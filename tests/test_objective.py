@@ -345,3 +345,27 @@ def test_training_summary_warns_only_when_no_unit_is_active(tmp_path):
     assert "posterior collapse" in collapse_warning(result)
     assert collapse_warning({**result, "val/active_units": 1.0}) is None
     assert collapse_warning({"val/nll": 60.0}) is None  # a direct predictor has no latent units
+
+
+def test_state_carries_the_last_measures_experts_and_old_checkpoints_keep_theirs():
+    """With the skip, the state after measure t ends with measure t's expert means (voices side by
+    side, absent voices zero); a stored config from before the skip existed builds the old model."""
+    from rmvae.config import ModelConfig, with_added_fields
+    from rmvae.model.rmvae import RMVAE
+
+    torch.manual_seed(0)
+    model = RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=4), n_voices=2, n_pitches=5, encoding="mono").eval()
+    inputs = torch.randint(0, 7, (3, 4, 2, 16))
+    mask = torch.ones(3, 4, 2, dtype=torch.bool)
+    mask[0, -1, 1] = False
+    with torch.no_grad():
+        mu, logvar = model.encode(model.features(inputs))
+        _, _, state = model.predict_from_experts(mu, logvar, mask)
+    expected = (mu[:, -1] * mask[:, -1].unsqueeze(-1)).reshape(3, 8)
+    assert model.state_size == model.temporal.hidden_size + 8
+    assert torch.equal(state[:, -8:], expected) and not state[0, -4:].any()
+
+    old = Config().to_dict()
+    del old["model"]["skip_last_measure"]
+    assert Config.from_dict(with_added_fields(old)).model.skip_last_measure is False
+    assert with_added_fields(Config().to_dict()) == Config().to_dict()

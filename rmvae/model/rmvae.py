@@ -115,18 +115,19 @@ class RMVAE(nn.Module):
                                     "fc": (FCVoiceEncoder, FCVoiceDecoder)}[config.encoder]
         layers = config.layers()
         width, n_layers = layers["temporal_width"], layers["temporal_layers"]
-        self.state_size = width
-        decoder_in = (config.z_dim if self.has_latents else 0) + (width if config.decoder_context else 0)
+        per_measure = config.z_dim * (n_voices if config.temporal_input == "experts" else 1)
+        # The state a measure's prior and decoders read: the LSTM's, and the last measure's experts.
+        self.state_size = width + (per_measure if config.skip_last_measure else 0)
+        decoder_in = (config.z_dim if self.has_latents else 0) + (self.state_size if config.decoder_context else 0)
         self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
         self.decoders = nn.ModuleList(decoder_cls(config, encoding, n_pitches, decoder_in) for _ in range(n_voices))
         # Per measure the temporal LSTM reads the experts' means side by side or z_t (zeroed where
         # no voice is present), and the voice mask.
-        per_measure = config.z_dim * (n_voices if config.temporal_input == "experts" else 1)
         self.temporal = nn.LSTM(per_measure + n_voices, width, num_layers=n_layers, batch_first=True,
                                 dropout=config.dropout_rnn if n_layers > 1 else 0.0)
         if self.has_latents:
-            self.to_prior_mu = nn.Linear(width, config.z_dim)
-            self.to_prior_logvar = nn.Linear(width, config.z_dim)
+            self.to_prior_mu = nn.Linear(self.state_size, config.z_dim)
+            self.to_prior_logvar = nn.Linear(self.state_size, config.z_dim)
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -178,14 +179,15 @@ class RMVAE(nn.Module):
 
     def temporal_states(self, per_measure: Tensor, mask: Tensor) -> Tensor:
         """What the LSTM reads per measure ``(B, T, Z)`` (z_t) or ``(B, T, V, Z)`` (expert means)
-        and the mask ``(B, T, V)`` → its state after each measure ``(B, T, W)``."""
+        and the mask ``(B, T, V)`` → the state after each measure ``(B, T, W)``: the LSTM's output,
+        followed by the measure's expert means when ``skip_last_measure``."""
         mask = mask.to(per_measure.dtype)  # under bf16 autocast the LSTM needs bf16 inputs
         if per_measure.dim() == 4:  # experts side by side; an absent voice reads as zeros
             per_measure = rearrange(per_measure * mask.unsqueeze(-1), "b t v z -> b t (v z)")
         else:  # left-padded empty measures carry no noise
             per_measure = per_measure * mask.amax(dim=-1, keepdim=True)
         h, _ = run_lstm(self.temporal, torch.cat([per_measure, mask], dim=-1))
-        return h
+        return torch.cat([h, per_measure], dim=-1) if self.config.skip_last_measure else h
 
     def prior(self, state: Tensor) -> tuple[Tensor, Tensor]:
         """Temporal state ``(..., W)`` → the Gaussian of the next measure's latent ``(..., Z)`` each."""
