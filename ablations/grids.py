@@ -41,6 +41,7 @@ BASELINE: dict[str, Any] = {
     "model.decoder_context": True,
     "model.skip_last_measure": True,
     "loss.target_posterior": True,
+    "loss.subset_inputs": "subset",
     "data.transpose": True,
     "model.size": "medium",
     "model.rpoe": True,

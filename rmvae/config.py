@@ -160,6 +160,11 @@ class LossConfig:
     # temporal prediction and every target voice's expert, KL against the prediction: an ELBO
     # of the next measure) or, False, drawn from the prediction alone (the thesis's).
     target_posterior: bool = True
+    # What a subset term of the sub-sampled ELBO reads: "subset", the subset's voices in every input
+    # measure and the target (the thesis's); "all", every input voice and the subset's target
+    # voices: the setup fill, harmonize, redo and inpaint predict in (the voice being written is
+    # visible in the earlier measures, the kept voices are known in the target measure).
+    subset_inputs: str = "subset"
     # Importance samples of the next-measure NLL estimate (val/nll, test/nll) that selects
     # checkpoints and compares arms with the baselines (Burda et al. 2016).
     nll_samples: int = 16
@@ -180,6 +185,7 @@ class LossConfig:
             raise ConfigError("loss.n_subsets must be ≥ 0")
         if self.nll_samples < 1:
             raise ConfigError("loss.nll_samples must be ≥ 1")
+        _check_choice("loss.subset_inputs", self.subset_inputs, {"subset", "all"})
         if self.free_bits < 0:
             raise ConfigError("loss.free_bits must be ≥ 0 (0 = off)")
         if self.recon_inputs_measures < 0:
@@ -250,6 +256,7 @@ class Config:
 # default (otherwise an older checkpoint would build a different model and fail to load).
 ADDED_FIELDS: dict[str, Any] = {
     "model.skip_last_measure": False,
+    "loss.subset_inputs": "subset",
 }
 
 
@@ -324,6 +331,7 @@ THESIS_DESIGN: dict[str, Any] = {
     "model.latent_prior": "standard",
     "model.decoder_context": False,
     "loss.target_posterior": False,
+    "loss.subset_inputs": "subset",
 }
 
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}

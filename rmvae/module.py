@@ -144,7 +144,9 @@ class RMVAEModule(L.LightningModule):
         recon_measures = self.recon_measure_sample(batch_size, measures, inputs.device)  # (B, k) or None
         for name, voices in self.elbo_masks(batch_size, inputs.device):
             full = name == "full"
-            term_mask = input_mask & voices  # (B, T, V)
+            # (B, T, V): a subset term hides the other voices in the past too, unless it is told to
+            # read every input voice (the fill setup: only the target's voices are partly known).
+            term_mask = input_mask if cfg.subset_inputs == "all" else input_mask & voices
             # Full-set term: the target's latent from the prediction alone (thesis) or from the
             # target too (an ELBO of the next measure); subset terms know the subset's voices.
             known = target_mask & voices if not full or cfg.target_posterior else torch.zeros_like(target_mask)
@@ -289,11 +291,14 @@ class RMVAEModule(L.LightningModule):
         return {"baseline_hold_acc": (hold == truth).float().mean(), "baseline_repeat_acc": (last == truth).float().mean()}
 
     def fill_logs(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
-        """Accuracy of filling one voice (cycled over batches) from the others, known in the target too."""
+        """Accuracy of filling one voice (cycled over batches) of the target measure, as ``rmvae
+        generate --task fill`` predicts it: every voice of the earlier measures visible (the real
+        ones here, teacher-forced; the task reads its own earlier output) and the other voices of
+        the target measure known."""
         voice = batch_idx % self.n_voices
         keep = torch.ones(self.n_voices, dtype=torch.bool, device=self.device)
         keep[voice] = False
-        output = self.model(batch["inputs"], batch["input_mask"].bool() & keep, batch["target"],
+        output = self.model(batch["inputs"], batch["input_mask"].bool(), batch["target"],
                             batch["target_mask"].bool() & keep, sample=False, reconstruct=False)
         predicted = self.model.decode_tokens(output.prediction)
         if self.encoding == "poly":

@@ -369,3 +369,49 @@ def test_state_carries_the_last_measures_experts_and_old_checkpoints_keep_theirs
     del old["model"]["skip_last_measure"]
     assert Config.from_dict(with_added_fields(old)).model.skip_last_measure is False
     assert with_added_fields(Config().to_dict()) == Config().to_dict()
+
+
+@pytest.mark.parametrize("subset_inputs", ["subset", "all"])
+def test_subset_terms_read_the_past_the_setting_names(subset_inputs):
+    """"subset": a one-voice term hides the other voice in every input measure (the thesis's
+    sub-sampled ELBO); "all": it reads both voices of the past and knows only its own voice of
+    the target, the setup the fill task predicts in."""
+    module = make_module(voices=2, loss={"subset_inputs": subset_inputs}).train()
+    batch = random_batch(voices=2)
+    seen = []
+    original = module.model.from_experts
+
+    def spy(mu, logvar, input_mask, *args, **kwargs):
+        known = args[2] if len(args) > 2 else kwargs.get("target_mask")
+        seen.append((input_mask.clone(), None if known is None else known.clone()))
+        return original(mu, logvar, input_mask, *args, **kwargs)
+
+    module.model.from_experts = spy
+    module.model_step(batch, "train")
+    voice0_inputs, voice0_known = seen[1]  # terms: full, voice0, voice1, random subsets
+    full_inputs = batch["input_mask"]
+    assert torch.equal(voice0_known, batch["target_mask"] & torch.tensor([True, False]))
+    if subset_inputs == "all":
+        assert torch.equal(voice0_inputs, full_inputs)
+    else:
+        assert torch.equal(voice0_inputs, full_inputs & torch.tensor([True, False])) and not voice0_inputs[..., 1].any()
+
+
+def test_fill_accuracy_sees_the_filled_voice_in_the_past_and_the_others_in_the_target():
+    """acc_fill evaluates what `rmvae generate --task fill` predicts: the filled voice's earlier
+    measures visible, the kept voices known in the target, the filled one not."""
+    module = make_module(voices=2).eval()
+    batch = random_batch(voices=2)
+    calls = []
+    original = module.model.forward
+
+    def spy(inputs, input_mask, target=None, target_mask=None, **kwargs):
+        calls.append((input_mask.clone(), target_mask.clone()))
+        return original(inputs, input_mask, target, target_mask, **kwargs)
+
+    module.model.forward = spy
+    with torch.no_grad():
+        module.fill_logs(batch, batch_idx=1)  # batch 1 fills voice 1
+    input_mask, target_mask = calls[0]
+    assert torch.equal(input_mask, batch["input_mask"].bool())
+    assert torch.equal(target_mask, batch["target_mask"].bool() & torch.tensor([True, False]))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import re
 import subprocess
@@ -23,7 +24,7 @@ for path in (REPO, TESTS):
 from test_aggregate import FINAL, T_2DF, make_grid_folder  # noqa: E402  (hand-made grid folder)
 
 from ablations.aggregate import aggregate  # noqa: E402
-from ablations.grids import DIRECT_ARM  # noqa: E402
+from ablations.grids import DIRECT_ARM, DOSE_WEIGHTS  # noqa: E402
 
 
 def _load_build():
@@ -277,3 +278,83 @@ def test_report_lists_an_unreadable_midi_and_links_wavs(built):
     report = (grid_dir / "report.md").read_text()
     assert "- `ref`: [MIDI](samples/ref.mid), MIDI unreadable, no WAV (" in report
     assert "first 30 s" in report
+
+
+# ---------------------------------------------------------------- dose-response grids
+
+# harmony_weight grid, 3 seeds: test NLL and latent/dissonance_rate per weight (Bach 0.15)
+DOSE_NLL = {0.0: (2.0, 2.1, 2.2), 0.03: (2.0, 2.1, 2.2), 0.3: (2.1, 2.2, 2.3), 1.0: (2.3, 2.3, 2.3),
+            10.0: (2.5, 2.7, 2.6)}  # 10 − 0 by seed: 0.5, 0.6, 0.4 → mean 0.5, sd 0.1
+DOSE_RATE = {0.0: (0.30, 0.32, 0.28), 0.03: (0.30, 0.31, 0.29), 0.3: (0.28, 0.30, 0.26), 1.0: (0.25, 0.25, 0.25),
+             10.0: (0.20, 0.20, 0.20)}  # 10 − 0 by seed: −0.1, −0.12, −0.08 → mean −0.1, sd 0.02
+
+
+def make_dose_folder(root: Path, grid: str = "harmony_weight", nll=DOSE_NLL, stat=DOSE_RATE,
+                     metric: str = "latent/dissonance_rate") -> Path:
+    """A dose-response grid folder by hand (grid.json, run.json, test_metrics.json, DONE; seeds 0-2 of the
+    weights in ``nll``), aggregated. The reference is not the weight-0 arm (as in a grid whose baseline
+    is a weight > 0): the report pairs with weight 0 itself."""
+    term, weights = DOSE_WEIGHTS[grid]
+    arms = {f"{term}_w{w:g}": w for w in weights}
+    overrides = {arm: {"loss.harmony_weights": [w] * 3} if term == "harmony" else {"loss.scale_weight": w}
+                 for arm, w in arms.items()}
+    grid_dir = Path(root) / grid
+    grid_dir.mkdir(parents=True)
+    (grid_dir / "grid.json").write_text(json.dumps(dict(
+        grid_version=1, grid=grid, profile="cpu", reference=list(arms)[1], arm_order=list(arms),
+        arms={arm: dict(overrides=overrides[arm], config={}) for arm in arms})))
+    for arm, weight in arms.items():
+        for seed in range(3) if weight in nll else ():
+            run_dir = grid_dir / "runs" / f"{arm}-{seed}"
+            run_dir.mkdir(parents=True)
+            (run_dir / "run.json").write_text(json.dumps(dict(run_id=run_dir.name, grid=grid, arm=arm, seed=seed)))
+            metrics = {"test/nll": nll[weight][seed], f"bach/{metric.split('/')[1]}": 0.15}
+            metrics.update({metric: stat[weight][seed]} if stat else {})
+            (run_dir / "test_metrics.json").write_text(json.dumps(metrics))
+            (run_dir / "DONE").write_text("done\n")
+    aggregate(grid_dir)
+    return grid_dir
+
+
+def test_dose_response_report_by_hand(tmp_path):
+    build = _load_build()
+    assert build.GRADIENT_SHARE_RATIO == {"harmony": 0.289, "scale": 0.159}
+    report = build.build(make_dose_folder(tmp_path)).read_text()
+    section = report.split("## Dose response", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]}
+    assert list(rows) == ["0 (`harmony_w0`)", "0.03 (`harmony_w0.03`)", "0.3 (`harmony_w0.3`)",
+                          "1 (`harmony_w1`)", "10 (`harmony_w10`)"]
+    assert [cells[0] for cells in rows.values()] == ["0 %", "0.867 %", "8.67 %", "28.9 %", "289 %"]
+    half_nll, half_rate = T_2DF * 0.1 / math.sqrt(3), T_2DF * 0.02 / math.sqrt(3)
+    assert rows["0 (`harmony_w0`)"][1:3] == [f"2.1 [{2.1 - half_nll:.4g}, {2.1 + half_nll:.4g}]",
+                                             f"0.3 [{0.3 - half_rate:.4g}, {0.3 + half_rate:.4g}]"]
+    assert rows["0 (`harmony_w0`)"][3:] == ["—", "—"]  # not compared with itself
+    top = rows["10 (`harmony_w10`)"]
+    assert top[2] == "0.2 [0.2, 0.2]"  # sd 0: a zero-width interval
+    assert top[3] == f"0.5 [{0.5 - half_nll:.4g}, {0.5 + half_nll:.4g}]"
+    assert top[4] == f"-0.1 [{-0.1 - half_rate:.4g}, {-0.1 + half_rate:.4g}]"
+    assert rows["1 (`harmony_w1`)"][3] == f"0.2 [{0.2 - half_nll:.4g}, {0.2 + half_nll:.4g}]"  # 0.3, 0.2, 0.1
+    assert (f"The largest weight with results (10) lowers `latent/dissonance_rate` by "
+            f"0.1 [{0.1 - half_rate:.4g}, {0.1 + half_rate:.4g}] (detectable) at a cost of "
+            f"0.5 [{0.5 - half_nll:.4g}, {0.5 + half_nll:.4g}] nats of test NLL (detectable).") in section
+    assert "held-out Bach 0.15" in section and "Missing" not in section
+    figure = tmp_path / "harmony_weight" / "figures" / "dose_response.png"
+    assert figure.read_bytes()[:4] == b"\x89PNG" and "](figures/dose_response.png)" in section
+
+
+def test_dose_response_not_detectable_and_missing(tmp_path):
+    nll = {0.0: (2.0, 2.0, 2.0), 0.6: (2.0, 2.1, 2.2), 20.0: (2.1, 1.9, 2.0)}  # no 0.06 and 2 arms
+    stat = {0.0: (0.2, 0.2, 0.2), 0.6: (0.2, 0.2, 0.2), 20.0: (0.3, 0.15, 0.25)}  # +0.1, −0.05, +0.05
+    report = _load_build().build(make_dose_folder(tmp_path, "scale_weight", nll, stat,
+                                                  "latent/pitch_class_distance")).read_text()
+    section = report.split("## Dose response", 1)[1].split("\n## ", 1)[0]
+    assert "Missing (no finished runs or not in their test metrics): `scale_w0.06`, `scale_w2`." in section
+    assert "| 20 (`scale_w20`) | 318 % |" in section
+    half = T_2DF * math.sqrt(0.0175 / 3) / math.sqrt(3)  # mean 1/30, variance (0.0667² + 0.0833² + 0.0167²)/2
+    assert f"(20) raises `latent/pitch_class_distance` by 0.03333 [{1 / 30 - half:.4g}, {1 / 30 + half:.4g}]" in section
+    assert "(not detectable at 3 seeds) at a cost of 0 [" in section
+    # no statistic at all: said in one line, no crash, the NLL panel alone
+    report = _load_build().build(make_dose_folder(tmp_path / "none", stat=None)).read_text()
+    assert "`latent/dissonance_rate`." in report and "No paired comparison of a weight with weight 0 yet." in report
+    assert (tmp_path / "none" / "harmony_weight" / "figures" / "dose_response.png").exists()
