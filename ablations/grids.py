@@ -204,9 +204,18 @@ def toggle_tags(config: Config, profile: str | None = None) -> tuple[str, ...]:
 
 
 def _grid_arms(grid: str) -> dict[str, dict[str, Any]]:
+    """A grid's arms; ``all`` is the union of the on/off ablations (the dose-response grids,
+    five weights each, are run on their own)."""
     if grid == "all":
-        return {arm: overrides for arms in GRIDS.values() for arm, overrides in arms.items()}
+        return {arm: overrides for name, arms in GRIDS.items() if name not in DOSE_WEIGHTS
+                for arm, overrides in arms.items()}
     return dict(GRIDS[grid])
+
+
+def _dose_reference(grid: str) -> str:
+    """A dose-response grid is compared with its weight-0 arm: what the term does at all."""
+    term, _ = DOSE_WEIGHTS[grid]
+    return f"{term}_w0"
 
 
 def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
@@ -256,9 +265,12 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         arms.update({arm: grid_arms[arm] for arm in grid_arms if arm not in same_as_base})
         arm_configs = {BASELINE_ARM: base, **{arm: arm_configs[arm] for arm in arms if arm != BASELINE_ARM}}
         reference = BASELINE_ARM
+    elif grid in DOSE_WEIGHTS:  # weights, not on/off: the default weight need not be an arm
+        arms = grid_arms
+        reference = _dose_reference(grid)
     else:
         arms = grid_arms
-        if len(same_as_base) != 1:  # every grid must contain the baseline as one arm
+        if len(same_as_base) != 1:  # every on/off grid must contain the baseline as one arm
             raise ConfigError(f"grid {grid!r} has {len(same_as_base)} arms equal to the baseline; expected one")
         reference = same_as_base[0]
     arms[DIRECT_ARM] = dict(DIRECT_OVERRIDES)

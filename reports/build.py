@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import math
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -35,9 +36,9 @@ import seaborn as sns
 from scipy.io import wavfile
 
 from ablations import atomic_write_text
-from ablations.aggregate import (aggregate, metric_direction, read_grid, reference_key,
+from ablations.aggregate import (aggregate, mean_interval, metric_direction, read_grid, reference_key,
                                  t_errorbar)
-from ablations.grids import DIRECT_ARM
+from ablations.grids import DIRECT_ARM, DOSE_WEIGHTS
 from rmvae.intervals import t_critical
 
 TABLES = ("runs", "final", "summary", "paired", "paired_direct", "status")
@@ -63,6 +64,12 @@ VALID_RANGES = {
     "kl*": (0.0, None), "*nll": (0.0, None), "recon*": (0.0, None), "*entropy": (0.0, None),
     "distinct_pitches*": (0.0, None), "active_units": (0.0, None), "onsets_per_measure": (0.0, None),
 }
+# Dose-response grids (ablations.grids.DOSE_WEIGHTS): ‖∇term‖/‖∇ELBO‖ of each unweighted music term, so that
+# a weight w has the gradient share w × ratio. Measured by benchmarks/music_loss_share.py on ONE checkpoint
+# (default design, cpu profile, seed 0, 6 training batches): an order of magnitude, not a per-run measurement.
+GRADIENT_SHARE_RATIO = {"harmony": 0.289, "scale": 0.159}
+# The musical statistic of latent-sampled continuations each term should move (compared with bach/<name>).
+DOSE_STATISTIC = {"harmony": "latent/dissonance_rate", "scale": "latent/pitch_class_distance"}
 
 
 def load_tables(grid_dir: Path, refresh: bool = False) -> dict[str, pd.DataFrame]:
@@ -246,6 +253,37 @@ def plot_music_stats(final: pd.DataFrame, arms: list[str], folder: Path) -> Path
     metrics = _music_metrics(final)
     return _point_panels(final, arms, metrics, "musical statistics per arm (95 % t-interval) against held-out "
                          "Bach (dashed)", folder / "music_stats.png", bach=True) if metrics else None
+
+
+def dose_weights(grid: dict, final: pd.DataFrame, term: str) -> dict[str, float]:
+    """arm → weight, ascending, from the arm names (``f"{term}_w{weight:g}"``, ablations.grids); others left out."""
+    found = [(arm, re.fullmatch(rf"{term}_w(\d+(?:\.\d+)?(?:e-?\d+)?)", arm)) for arm in _arm_order(grid, final)]
+    return dict(sorted(((arm, float(match[1])) for arm, match in found if match), key=lambda item: item[1]))
+
+
+def plot_dose_response(final: pd.DataFrame, term: str, weights: dict[str, float], folder: Path) -> Path | None:
+    """Test NLL and the term's statistic against the weight (symlog, so 0 shows), mean over seeds with
+    :func:`band`; the held-out Bach value dashed."""
+    metrics = [m for m in (COMPARISON_NLL, DOSE_STATISTIC[term]) if m in set(final.get("metric", ()))]
+    data = final[final["arm"].isin(weights)].assign(weight=lambda f: f["arm"].map(weights)) if metrics else []
+    if len(data) == 0:
+        return None
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False, layout="constrained")
+    ticks = list(weights.values())
+    low = min([w for w in ticks if w > 0] or [1.0])  # symlog: linear below the smallest weight, so 0 shows
+    for axis, metric in zip(axes[0], metrics):
+        sns.lineplot(data=data[data["metric"] == metric], x="weight", y="value", estimator="mean",
+                     errorbar=band(metric), err_style="bars", marker="o", ax=axis)
+        bach = final.loc[final["metric"] == reference_key(metric), "value"]
+        if metric != COMPARISON_NLL and not bach.empty:
+            axis.axhline(bach.mean(), color="black", linestyle="--", label="Bach")
+            axis.legend(loc="best", fontsize="small")
+        axis.set_xscale("symlog", linthresh=low)
+        axis.set(title=metric, xlabel=f"{term} weight (symlog)", ylabel=metric, xlim=(-low / 2, 2 * max(ticks)),
+                 xticks=ticks, xticklabels=[f"{w:g}" for w in ticks])
+        axis.minorticks_off()
+    figure.suptitle("dose response: mean over seeds, 95 % t-interval")
+    return _save(figure, folder / "dose_response.png")
 
 
 def render_wav(midi_path: Path, wav_path: Path, seconds: float = WAV_SECONDS, rate: int = WAV_RATE) -> Path:
@@ -445,8 +483,58 @@ def learn_section(grid_dir: Path, tables: dict[str, pd.DataFrame], arms: list[st
     return lines + [""] + _figure_lines(grid_dir, figures)
 
 
+def _to_zero(final: pd.DataFrame, arm: str, zero: str | None, metric: str) -> dict | None:
+    """``arm`` − ``zero`` on the raw values of ``metric``, paired by seed (None without pairs)."""
+    if zero is None or arm == zero or final.empty:
+        return None
+    pairs = final[final["metric"] == metric].pivot_table(index="seed", columns="arm", values="value",
+                                                         aggfunc="first").reindex(columns=[arm, zero]).dropna()
+    return mean_interval((pairs[arm] - pairs[zero]).round(12)) if len(pairs) else None
+
+
+def _moves(stats: dict, down: str, up: str, unit: str = "") -> str:
+    """``"<down|up> |mean| [interval]<unit> (detectable | not detectable at n seeds)"``, interval made positive."""
+    n, excludes, word = stats["n"], stats["n"] >= 2 and (stats["ci_low"] > 0 or stats["ci_high"] < 0), up
+    if stats["mean"] < 0:
+        stats, word = dict(n=n, mean=-stats["mean"], ci_low=-stats["ci_high"], ci_high=-stats["ci_low"]), down
+    return f"{word} {_interval(stats)}{unit} ({'detectable' if excludes else f'not detectable at {int(n)} seeds'})"
+
+
+def dose_section(grid_dir: Path, term: str, tables: dict[str, pd.DataFrame], figure: Path | None) -> list[str]:
+    """Per weight: gradient share, test NLL, the term's statistic and both paired against weight 0;
+    then one sentence on what the largest weight does and what it costs."""
+    statistic, ratio, final = DOSE_STATISTIC[term], GRADIENT_SHARE_RATIO[term], tables["final"]
+    weights = dose_weights(read_grid(grid_dir), final, term)
+    zero = next((arm for arm, weight in weights.items() if weight == 0), None)
+    bach = final.loc[final["metric"] == reference_key(statistic), "value"].mean() if not final.empty else math.nan
+    lines = ["## Dose response", "",
+             f"Gradient share: weight × ‖∇{term}‖/‖∇ELBO‖ = weight × {ratio}, measured once by "
+             "`benchmarks/music_loss_share.py` on one default-design `cpu`-profile checkpoint (an order of magnitude, "
+             f"not a per-run measurement). `{statistic}`: latent-sampled continuations, held-out Bach {_fmt(bach)}. "
+             "Mean over seeds [95 % t-interval]; differences are arm − weight 0 on the raw values, paired by seed.", "",
+             f"| weight | gradient share | test NLL | {statistic} | NLL − weight 0 | {statistic} − weight 0 |",
+             "|---|---|---|---|---|---|"]
+    indexed = tables["summary"].set_index(["arm", "metric"]) if not tables["summary"].empty else None
+    diffs = {arm: {m: _to_zero(final, arm, zero, m) for m in (COMPARISON_NLL, statistic)} for arm in weights}
+    for arm, weight in weights.items():
+        cells = [_summary_cell(indexed, arm, m) for m in (COMPARISON_NLL, statistic)]
+        cells += [_interval(d) if d else "—" for d in diffs[arm].values()]
+        lines.append(f"| {weight:g} (`{arm}`) | {100 * weight * ratio:.3g} % | " + " | ".join(cells) + " |")
+    missing = [f"`{name}`" for name in [*weights, COMPARISON_NLL, statistic]
+               if name not in {*final.get("arm", ()), *final.get("metric", ())}]
+    if missing:
+        lines += ["", "Missing (no finished runs or not in their test metrics): " + ", ".join(missing) + "."]
+    top = next((arm for arm in reversed(weights) if all(diffs[arm].values())), None)
+    lines += ["", "No paired comparison of a weight with weight 0 yet." if top is None else
+              f"The largest weight with results ({weights[top]:g}) "
+              f"{_moves(diffs[top][statistic], f'lowers `{statistic}` by', f'raises `{statistic}` by')} at "
+              f"{_moves(diffs[top][COMPARISON_NLL], 'a gain of', 'a cost of', ' nats of test NLL')}."]
+    return lines + [""] + _figure_lines(grid_dir, [figure] if figure else [])
+
+
 def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[Path],
-                 samples: dict[str, dict[str, str]], learn_figures: list[Path] = ()) -> Path:
+                 samples: dict[str, dict[str, str]], learn_figures: list[Path] = (),
+                 dose_figure: Path | None = None) -> Path:
     """``report.md``: whether the arms learn at all first, then how they compare, figures, samples, runs.
 
     Args:
@@ -485,6 +573,9 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
     few_seeds = _few_seeds_note(status, arms)
     if few_seeds:
         lines += ["", few_seeds]
+
+    if name in DOSE_WEIGHTS:
+        lines += [""] + dose_section(grid_dir, DOSE_WEIGHTS[name][0], tables, dose_figure)
 
     lines += ["", f"## Which arm is better (test split, vs `{reference}`)", ""]
     if paired.empty:
@@ -598,8 +689,11 @@ def build(grid_dir: Path, refresh: bool = False) -> Path:
     figures = plot_learning_curves(tables["runs"], arms, folder)
     figures += [p for p in (plot_final_metrics(tables["final"], arms, folder),
                             plot_music_stats(tables["final"], arms, folder)) if p is not None]
+    term = DOSE_WEIGHTS.get(grid.get("grid", grid_dir.name), (None,))[0]
+    dose_figure = plot_dose_response(tables["final"], term, dose_weights(grid, tables["final"], term),
+                                     folder) if term else None
     samples = copy_samples(grid_dir, tables["status"], arms)
-    return write_report(grid_dir, tables, figures, samples, learn_figures)
+    return write_report(grid_dir, tables, figures, samples, learn_figures, dose_figure)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ if str(REPO) not in sys.path:  # `ablations` is a folder of the repo, not an ins
     sys.path.insert(0, str(REPO))
 
 from ablations import atomic_write_json, atomic_write_text
-from ablations.grids import (BASELINE, BASELINE_ARM, DIRECT_ARM, GRID_CHOICES, GRIDS, PROFILES, SHARED_KEYS,
+from ablations.grids import (BASELINE, BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS, GRID_CHOICES, GRIDS, PROFILES, SHARED_KEYS,
                              expand_grid, experiment_key, run_id, toggle_tags)
 from ablations.run import main, run_one, run_status
 from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides
@@ -145,12 +145,13 @@ def test_all_grid_runs_the_baseline_once():
                                 sort_keys=True) for arm in plan.arms}
         assert len(set(keys.values())) == len(keys)  # no two arms are the same experiment
         assert plan.reference == BASELINE_ARM and list(plan.arms)[0] == BASELINE_ARM
-        every_arm = {arm for arms in GRIDS.values() for arm in arms}
+        on_off = {name: arms for name, arms in GRIDS.items() if name not in DOSE_WEIGHTS}
+        every_arm = {arm for arms in on_off.values() for arm in arms}
         assert DIRECT_ARM not in every_arm
         collapsed = every_arm - set(plan.arms)
-        assert len(collapsed) == len(GRIDS)  # each grid's baseline arm became "baseline"
+        assert len(collapsed) == len(on_off)  # each grid's baseline arm became "baseline"
         # ...plus the direct predictor, trained once beside the arms, last
-        assert len(plan.arms) == len(every_arm) - len(GRIDS) + 1 + 1
+        assert len(plan.arms) == len(every_arm) - len(on_off) + 1 + 1
         assert list(plan.arms)[-1] == DIRECT_ARM and plan.arms[DIRECT_ARM] == {"model.kind": "direct"}
         assert len(plan.runs) == len(plan.arms) * 3
     quick = expand_grid("all", "quick")
@@ -586,3 +587,16 @@ def test_auto_launcher_runs_cpu_profiles_in_parallel_and_gpu_budgets_one_by_one(
     assert resolve_launcher("auto", "full", devices=1) == "local"
     assert resolve_launcher("auto", "quick", devices=2) == "local"  # DDP inside the run
     assert resolve_launcher("slurm", "quick", devices=1) == "slurm"  # an explicit choice stands
+
+
+def test_dose_response_grids_compare_each_weight_with_weight_zero():
+    plan = expand_grid("harmony_weight", "cpu", seeds=3)
+    assert plan.reference == "harmony_w0"
+    weights = {arm: next(r.config.loss for r in plan.runs if r.arm == arm) for arm in plan.arms if arm != DIRECT_ARM}
+    assert [w.harmony_weights for w in weights.values()] == [(x, x, x) for x in DOSE_WEIGHTS["harmony_weight"][1]]
+    assert weights["harmony_w0"].harmony is False and all(w.harmony for a, w in weights.items() if a != "harmony_w0")
+    scale = expand_grid("scale_weight", "quick", seeds=1)
+    assert scale.reference == "scale_w0"
+    assert [next(r.config.loss.scale_weight for r in scale.runs if r.arm == a) for a in scale.arms if a != DIRECT_ARM] \
+        == list(DOSE_WEIGHTS["scale_weight"][1])
+    assert not set(plan.arms) - {DIRECT_ARM} & set(expand_grid("all", "quick", seeds=1).arms)  # run on their own
