@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from common import publish  # benchmarks/ is the script's folder
+
 REPO = Path(__file__).resolve().parent.parent
 MLP_NLL, MLP_NLL_STRETCH = 54.7, 52.0
 ONSET_GOAL, ONSET_STRETCH = 0.26, 0.30
@@ -181,10 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.thesis_design_seeds:
             run_grid("cpu", args, args.thesis_design_seeds, [THESIS_ARM])
     lines = report(cpu_dir, quick_dir)
-    text = "\n".join(lines)
-    print(text)
-    args.results.parent.mkdir(parents=True, exist_ok=True)
-    args.results.write_text(text + "\n")
+    publish(lines, args.results)
     return 0
 
 

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import torch
 
+from common import publish  # benchmarks/ is the script's folder
+
 REPO = Path(__file__).resolve().parent.parent
 SHARES = (0.01, 0.10, 0.50, 1.00)
 TERMS = {"harmony": ("harmony_semitone", "harmony_tone", "harmony_tritone"), "scale": ("scale",),
@@ -90,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     for grid, (term, weights) in DOSE_WEIGHTS.items():
         ratio = totals[term] / totals["elbo"]
         lines.append(f"grid {grid}: " + ", ".join(f"w={w:g} → share {w * ratio:.1%}" for w in weights))
-    text = "\n".join(lines)
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
+    publish(lines, args.out)
     return 0
 
 

@@ -34,6 +34,13 @@ def _load_build():
     return module
 
 
+def _capturing_build(monkeypatch):
+    """reports/build.py with ``_save`` kept from writing: the figures it would save, in order."""
+    build, drawn = _load_build(), []
+    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
+    return build, drawn
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """A hand-made grid, aggregated, then its report built once in a fresh interpreter."""
@@ -133,9 +140,7 @@ def test_beats_sentence_without_a_verdict():
 def test_nll_figure_draws_the_unigram_line(tmp_path, monkeypatch):
     grid_dir = make_grid_folder(tmp_path)
     tables = aggregate(grid_dir)
-    build = _load_build()
-    drawn = []
-    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
+    build, drawn = _capturing_build(monkeypatch)
     path = build.plot_nll_vs_unigram(tables["runs"], tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
     assert path.name == "nll_vs_unigram.png"
     (axis,) = drawn[0].axes
@@ -214,12 +219,10 @@ def _error_bars(axis) -> dict[int, tuple[float, float]]:
 
 
 def test_no_band_for_an_arm_with_two_seeds(tmp_path, monkeypatch):
-    build = _load_build()
+    build, drawn = _capturing_build(monkeypatch)
     assert all(math.isnan(bound) for bound in build.band("test/acc")([0.5, 0.6]))  # t(1) = 12.7: not drawn
     grid_dir = make_grid_folder(tmp_path, final={key: value for key, value in FINAL.items() if key != ("new", 2)})
     tables = aggregate(grid_dir)
-    drawn = []
-    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
     build.plot_final_metrics(tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
     axis = next(axis for axis in drawn[0].axes if axis.get_title() == "test/acc")
     assert [label.get_text() for label in axis.get_xticklabels()] == ["ref", "new", DIRECT_ARM]
@@ -236,9 +239,7 @@ def test_no_band_for_an_arm_with_two_seeds(tmp_path, monkeypatch):
 def test_curves_give_each_arm_its_own_dashes(tmp_path, monkeypatch):
     grid_dir = make_grid_folder(tmp_path)
     tables = aggregate(grid_dir)
-    build = _load_build()
-    drawn = []
-    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
+    build, drawn = _capturing_build(monkeypatch)
     build.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
     handles, labels = drawn[0].axes[0].get_legend_handles_labels()
     styles = {label: handle.get_linestyle() for handle, label in zip(handles, labels)}
