@@ -39,7 +39,7 @@ BASELINE: dict[str, Any] = {
     "model.temporal_input": "experts",
     "model.latent_prior": "temporal",
     "model.decoder_context": True,
-    "model.skip_last_measure": True,
+    "model.skip_last_measure": False,
     "loss.target_posterior": True,
     "loss.subset_inputs": "subset",
     "data.transpose": True,

@@ -354,7 +354,8 @@ def test_state_carries_the_last_measures_experts_and_old_checkpoints_keep_theirs
     from rmvae.model.rmvae import RMVAE
 
     torch.manual_seed(0)
-    model = RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=4), n_voices=2, n_pitches=5, encoding="mono").eval()
+    model = RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=4, skip_last_measure=True), n_voices=2, n_pitches=5,
+                  encoding="mono").eval()
     inputs = torch.randint(0, 7, (3, 4, 2, 16))
     mask = torch.ones(3, 4, 2, dtype=torch.bool)
     mask[0, -1, 1] = False
