@@ -38,7 +38,7 @@ from scipy.io import wavfile
 from ablations import atomic_write_text
 from ablations.aggregate import (aggregate, mean_interval, metric_direction, read_grid, reference_key,
                                  t_errorbar)
-from ablations.grids import DIRECT_ARM, DOSE_WEIGHTS
+from ablations.grids import BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS
 from rmvae.intervals import t_critical
 
 TABLES = ("runs", "final", "summary", "paired", "paired_direct", "status")
@@ -70,6 +70,17 @@ VALID_RANGES = {
 GRADIENT_SHARE_RATIO = {"harmony": 0.289, "scale": 0.159}
 # The musical statistic of latent-sampled continuations each term should move (compared with bach/<name>).
 DOSE_STATISTIC = {"harmony": "latent/dissonance_rate", "scale": "latent/pitch_class_distance"}
+
+
+# The thesis's conclusion (its slides, "Conclusion": "The different loss functions and the RPoE layer don't help
+# the training"), per grid: (the claim, the arm with the feature, the arm without it). Transpose and size it
+# judged by listener polls only; the other grids are this project's own.
+THESIS_CONCLUSIONS: dict[str, tuple[str, str, str]] = {
+    "harmony": ("the harmony loss does not help", "harmony_on", "harmony_off"),
+    "scale_rhythm": ("the scale and rhythm losses do not help", "scale_rhythm_on", "scale_rhythm_off"),
+    "rpoe": ("the RPoE layer does not help", "rpoe_on", "rpoe_off"),
+}
+POLLED_ONLY = ("transpose", "size")  # the thesis ran listener polls and stated no conclusion in its text
 
 
 def load_tables(grid_dir: Path, refresh: bool = False) -> dict[str, pd.DataFrame]:
@@ -532,6 +543,87 @@ def dose_section(grid_dir: Path, term: str, tables: dict[str, pd.DataFrame], fig
     return lines + [""] + _figure_lines(grid_dir, [figure] if figure else [])
 
 
+def _with_minus_without(tables: dict[str, pd.DataFrame], with_arm: str, without_arm: str) -> dict[str, tuple]:
+    """Judged metric → (direction, :func:`mean_interval` of with − without paired by seed, on what aggregate
+    compares: the value, or a ``closer`` metric's distance to Bach). From paired.csv where it pairs the two arms
+    (sign flipped where ``with_arm`` is the reference), else from final.csv the same way."""
+    paired, final, found = tables["paired"], tables["final"], {}
+    for sign, arm, ref in ((1, with_arm, without_arm), (-1, without_arm, with_arm)) if not paired.empty else ():
+        rows = paired[(paired["arm"] == arm) & (paired["reference"] == ref) & (paired["direction"] != "none")]
+        for _, row in rows.iterrows():
+            low, high = sorted((sign * row["ci_low"], sign * row["ci_high"]))
+            found[row["metric"]] = (row["direction"], dict(n=int(row["n"]), mean=sign * row["mean_diff"],
+                                                           std=row["std_diff"], ci_low=low, ci_high=high))
+    if found or final.empty:
+        return found
+    wide = final.pivot_table(index=["arm", "seed"], columns="metric", values="value", aggfunc="first")
+    for metric in wide.columns:
+        direction, quantity = metric_direction(metric), wide[metric]
+        if direction == "closer" and reference_key(metric) in wide:
+            quantity = (quantity - wide[reference_key(metric)]).abs()
+        elif direction not in ("higher", "lower"):
+            continue
+        pairs = quantity.unstack("arm").reindex(columns=[with_arm, without_arm]).dropna()
+        if len(pairs):
+            found[metric] = (direction, mean_interval((pairs[with_arm] - pairs[without_arm]).round(12)))
+    return found
+
+
+def _claim_sentence(claim: str, with_arm: str, without_arm: str, tables: dict[str, pd.DataFrame]) -> str:
+    """The claim, the metrics on which the two arms separate (which arm is better, with − without [95 % CI]) and
+    the verdict: against (with better somewhere, not worse on test NLL), consistent, or mixed."""
+    start = f"The thesis concluded that {claim}."
+    missing = [f"`{arm}`" for arm in (with_arm, without_arm) if arm not in set(tables["final"].get("arm", ()))]
+    if missing:
+        return f"{start} Not checked here: no finished runs of {' and '.join(missing)}."
+    diffs = _with_minus_without(tables, with_arm, without_arm)
+    n = max((int(stats["n"]) for _, stats in diffs.values()), default=0)
+    if not diffs:
+        return f"{start} Not checked here: `{with_arm}` and `{without_arm}` share no judged test metric."
+    if n < 2:
+        return f"{start} This grid cannot judge it: {n} paired seed of `{with_arm}` and `{without_arm}` (2 needed)."
+    ways = {with_arm: [], without_arm: []}
+    for metric, (direction, stats) in diffs.items():
+        if stats["n"] >= 2 and (stats["ci_low"] > 0 or stats["ci_high"] < 0):
+            better = with_arm if (stats["mean"] > 0) == (direction == "higher") else without_arm
+            ways[better].append((metric, f"`{metric}` ({DIRECTION_WORDS[direction]}) {_interval(stats)}"))
+    evidence = (f"{start} Here (`{with_arm}` − `{without_arm}`, paired by seed, {n} seeds, "
+                f"{len(diffs)} judged metrics): "
+                + "; ".join(f"`{arm}` is better on " + ", ".join(text for _, text in found)
+                            for arm, found in ways.items() if found))
+    if not ways[with_arm] and not ways[without_arm]:
+        nll = diffs.get(COMPARISON_NLL)
+        seen = (f"the smallest `{COMPARISON_NLL}` difference it could have seen is "
+                f"{_fmt(detectable_difference(nll[1]['n'], nll[1]['std']))} nats" if nll and nll[1]["n"] >= 2
+                else f"no `{COMPARISON_NLL}` says how large a difference it could have seen")
+        return f"{evidence}no judged metric separates the arms: consistent with it ({seen})."
+    if not ways[with_arm]:
+        return f"{evidence} — consistent with it (`{without_arm}` is better wherever the arms separate)."
+    if COMPARISON_NLL in dict(ways[without_arm]):
+        return f"{evidence} — mixed (`{with_arm}` is better on some metrics but worse on `{COMPARISON_NLL}`)."
+    return f"{evidence} — evidence against the thesis's conclusion."
+
+
+def thesis_section(name: str, grid: dict, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """One sentence per thesis claim the grid can test (:data:`THESIS_CONCLUSIONS`; in ``all``, every claim whose
+    arms it has, the arm with the feature merged into ``baseline`` where it equals it)."""
+    lines, claims = ["## What the thesis concluded, and the evidence here", ""], []
+    arms = set(_arm_order(grid, tables["final"]))
+    for grid_name, (claim, with_arm, without_arm) in THESIS_CONCLUSIONS.items():
+        with_arm = BASELINE_ARM if name == "all" and with_arm not in arms else with_arm
+        if grid_name == name or (name == "all" and {with_arm, without_arm} <= arms):
+            claims.append((claim, with_arm, without_arm))
+    if not claims:
+        polled = " (it compared its arms in listener polls only)" if name in POLLED_ONLY else ""
+        return lines + [f"The thesis stated no conclusion for `{name}`{polled}: there is no claim to check here."]
+    lines += ["Its slides conclude: \"The different loss functions and the RPoE layer don't help the training.\" "
+              "Each claim is checked on the judged test metrics: the arm with the feature − the arm without it, "
+              "paired by seed, 95 % t-interval (for a metric judged by closeness to Bach, of the distances to Bach). "
+              "The arms separate on a metric when its interval excludes 0. *Evidence against* the thesis: the arm "
+              f"with the feature is better on some metric and not worse on `{COMPARISON_NLL}`.", ""]
+    return lines + ["- " + _claim_sentence(*claim, tables) for claim in claims]
+
+
 def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[Path],
                  samples: dict[str, dict[str, str]], learn_figures: list[Path] = (),
                  dose_figure: Path | None = None) -> Path:
@@ -553,6 +645,7 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
              f"reference arm `{reference}`. Runs: " +
              (", ".join(f"{count} {state}" for state, count in counts.items()) or "none") + ".", ""]
     lines += learn_section(grid_dir, tables, arms, list(learn_figures))
+    lines += [""] + thesis_section(name, grid, tables)
     lines += ["", "## Arms", "", "| arm | overrides |", "|---|---|"]
     for arm in arms:
         overrides = grid.get("arms", {}).get(arm, {}).get("overrides", {})

@@ -359,3 +359,117 @@ def test_dose_response_not_detectable_and_missing(tmp_path):
     report = _load_build().build(make_dose_folder(tmp_path / "none", stat=None)).read_text()
     assert "`latent/dissonance_rate`." in report and "No paired comparison of a weight with weight 0 yet." in report
     assert (tmp_path / "none" / "harmony_weight" / "figures" / "dose_response.png").exists()
+
+
+# ---------------------------------------------------------------- the thesis's conclusion
+
+# harmony grid, 3 seeds (the reference is harmony_on, as in the real grid: paired.csv holds off − on).
+# test/acc on − off by seed: 0.1, 0.12, 0.08 (mean 0.1, sd 0.02); test/nll: 0.05, −0.05, 0 (mean 0, sd 0.05);
+# greedy/repeat_rate against Bach 0.02: distances on 0.1, 0.1, 0.1, off 0.3, 0.32, 0.28 → −0.2, −0.22, −0.18.
+CLAIM_OFF = {"test/acc": (0.5, 0.6, 0.7), "test/nll": (2.0, 2.1, 2.2), "greedy/repeat_rate": (0.32, 0.34, 0.30)}
+CLAIM_ON = {"test/acc": (0.6, 0.72, 0.78), "test/nll": (2.05, 2.05, 2.2), "greedy/repeat_rate": (0.12, 0.12, 0.12)}
+HALF_002 = T_2DF * 0.02 / math.sqrt(3)  # 0.04968: the interval's half-width for sd 0.02
+
+
+def make_claim_folder(root: Path, values: dict[str, dict[str, tuple]], grid: str = "harmony",
+                      reference: str = "harmony_on") -> Path:
+    """A grid folder by hand: ``values`` arm → metric → one value per seed; every run has bach/repeat_rate 0.02.
+    Aggregated; the report is then written from the saved tables alone."""
+    grid_dir = Path(root) / grid
+    grid_dir.mkdir(parents=True)
+    (grid_dir / "grid.json").write_text(json.dumps(dict(grid_version=1, grid=grid, profile="cpu", reference=reference,
+                                                        arm_order=list(values), arms={a: {} for a in values})))
+    for arm, metrics in values.items():
+        for seed in range(len(next(iter(metrics.values())))):
+            run_dir = grid_dir / "runs" / f"{arm}-{seed}"
+            run_dir.mkdir(parents=True)
+            (run_dir / "run.json").write_text(json.dumps(dict(run_id=run_dir.name, grid=grid, arm=arm, seed=seed)))
+            test_metrics = {"bach/repeat_rate": 0.02, **{m: v[seed] for m, v in metrics.items()}}
+            (run_dir / "test_metrics.json").write_text(json.dumps(test_metrics))
+            (run_dir / "DONE").write_text("done\n")
+    aggregate(grid_dir)
+    return grid_dir
+
+
+def _thesis_report(grid_dir: Path) -> tuple[str, str]:
+    """The report (figures and samples left out) and its thesis section."""
+    build = _load_build()
+    report = build.write_report(grid_dir, build.load_tables(grid_dir), [], {}).read_text()
+    return report, report.split("## What the thesis concluded, and the evidence here", 1)[1].split("\n## ", 1)[0]
+
+
+def _claim(section: str, claim: str) -> str:
+    return next(line for line in section.splitlines() if line.startswith(f"- The thesis concluded that {claim}."))
+
+
+def test_thesis_claim_evidence_against(tmp_path):
+    report, section = _thesis_report(make_claim_folder(tmp_path, {"harmony_on": CLAIM_ON, "harmony_off": CLAIM_OFF}))
+    headings = re.findall(r"^## .*", report, flags=re.M)
+    assert headings[:3] == ["## Does the model learn?", "## What the thesis concluded, and the evidence here",
+                            "## Arms"]
+    assert "don't help the training" in section
+    sentence = _claim(section, "the harmony loss does not help")
+    assert "(`harmony_on` − `harmony_off`, paired by seed, 3 seeds, 3 judged metrics)" in sentence
+    assert f"`test/acc` (higher) 0.1 [{0.1 - HALF_002:.4g}, {0.1 + HALF_002:.4g}]" in sentence
+    assert "0.1 [0.05032, 0.1497]" in sentence  # the same, worked out: 0.1 ± 4.302653 · 0.02 / √3
+    assert f"`greedy/repeat_rate` (closer to Bach) -0.2 [{-0.2 - HALF_002:.4g}, {-0.2 + HALF_002:.4g}]" in sentence
+    assert "`harmony_on` is better on `greedy/repeat_rate`" in sentence and "`harmony_off` is better" not in sentence
+    assert "test/nll" not in sentence  # its interval (mean 0) includes 0
+    assert sentence.endswith("— evidence against the thesis's conclusion.")
+
+
+def test_thesis_claim_consistent_mixed_and_hurting(tmp_path):
+    noise = {**CLAIM_ON, "test/acc": (0.6, 0.5, 0.7), "greedy/repeat_rate": (0.33, 0.33, 0.31)}  # acc 0.1, −0.1, 0
+    _, section = _thesis_report(make_claim_folder(tmp_path / "a", {"harmony_on": noise, "harmony_off": CLAIM_OFF}))
+    sentence = _claim(section, "the harmony loss does not help")
+    # test/nll on − off: 0.05, −0.05, 0 → sd 0.05 → smallest detectable difference 4.302653·0.05/√3 = 0.1242
+    assert sentence.endswith("no judged metric separates the arms: consistent with it (the smallest `test/nll` "
+                             f"difference it could have seen is {T_2DF * 0.05 / math.sqrt(3):.4g} nats).")
+    assert "0.1242 nats" in sentence
+    worse = {**CLAIM_ON, "test/nll": (2.1, 2.22, 2.28)}  # on − off: 0.1, 0.12, 0.08: detectably worse
+    _, section = _thesis_report(make_claim_folder(tmp_path / "b", {"harmony_on": worse, "harmony_off": CLAIM_OFF}))
+    sentence = _claim(section, "the harmony loss does not help")
+    assert f"`harmony_off` is better on `test/nll` (lower) 0.1 [{0.1 - HALF_002:.4g}, {0.1 + HALF_002:.4g}]" in sentence
+    assert "`harmony_on` is better on `greedy/repeat_rate`" in sentence and "`test/acc` (higher) 0.1 [" in sentence
+    assert sentence.endswith("— mixed (`harmony_on` is better on some metrics but worse on `test/nll`).")
+    only_worse = {**noise, "test/nll": worse["test/nll"]}
+    _, section = _thesis_report(make_claim_folder(tmp_path / "c", {"harmony_on": only_worse, "harmony_off": CLAIM_OFF}))
+    assert _claim(section, "the harmony loss does not help").endswith(
+        "— consistent with it (`harmony_off` is better wherever the arms separate).")
+
+
+def test_thesis_claim_from_final_when_not_paired_with_the_reference(tmp_path):
+    """rpoe_on and rpoe_off are both compared with temporal_prior: their difference comes from final.csv."""
+    values = {"temporal_prior": CLAIM_OFF, "rpoe_on": CLAIM_ON, "rpoe_off": CLAIM_OFF}
+    _, section = _thesis_report(make_claim_folder(tmp_path, values, "rpoe", "temporal_prior"))
+    sentence = _claim(section, "the RPoE layer does not help")
+    assert "(`rpoe_on` − `rpoe_off`, paired by seed, 3 seeds, 3 judged metrics)" in sentence
+    assert "`test/acc` (higher) 0.1 [0.05032, 0.1497]" in sentence
+    assert "(closer to Bach) -0.2 [-0.2497, -0.1503]" in sentence
+    assert sentence.endswith("— evidence against the thesis's conclusion.")
+
+
+def test_thesis_claims_in_the_all_grid(tmp_path):
+    """`harmony_on` is merged into `baseline`; no scale_rhythm_off runs: that claim is left out."""
+    values = {"baseline": CLAIM_ON, "harmony_off": CLAIM_OFF, "rpoe_on": CLAIM_OFF, "rpoe_off": CLAIM_OFF}
+    _, section = _thesis_report(make_claim_folder(tmp_path, values, "all", "baseline"))
+    harmony = _claim(section, "the harmony loss does not help")
+    assert "(`baseline` − `harmony_off`, paired by seed" in harmony and "0.1 [0.05032, 0.1497]" in harmony
+    assert harmony.endswith("— evidence against the thesis's conclusion.")
+    assert "no judged metric separates the arms: consistent with it" in _claim(section, "the RPoE layer does not help")
+    assert "scale and rhythm" not in section
+
+
+def test_thesis_claim_without_enough_runs_and_without_a_claim(tmp_path):
+    one_seed = {arm: {m: v[:1] for m, v in metrics.items()} for arm, metrics in
+                (("harmony_on", CLAIM_ON), ("harmony_off", CLAIM_OFF))}
+    _, section = _thesis_report(make_claim_folder(tmp_path / "one", one_seed))
+    assert _claim(section, "the harmony loss does not help").endswith(
+        "This grid cannot judge it: 1 paired seed of `harmony_on` and `harmony_off` (2 needed).")
+    _, section = _thesis_report(make_claim_folder(tmp_path / "half", {"harmony_on": CLAIM_ON}))
+    assert _claim(section, "the harmony loss does not help").endswith(
+        "Not checked here: no finished runs of `harmony_off`.")
+    values = {"transposed": CLAIM_ON, "raw": CLAIM_OFF}
+    report, section = _thesis_report(make_claim_folder(tmp_path / "t", values, "transpose", "transposed"))
+    assert section.strip() == ("The thesis stated no conclusion for `transpose` (it compared its arms in listener "
+                               "polls only): there is no claim to check here.")
