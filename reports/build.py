@@ -36,7 +36,7 @@ import seaborn as sns
 from scipy.io import wavfile
 
 from ablations import atomic_write_text
-from ablations.aggregate import (aggregate, mean_interval, metric_direction, read_grid, reference_key,
+from ablations.aggregate import (aggregate, mean_interval, metric_direction, paired_table, read_grid, reference_key,
                                  t_errorbar)
 from ablations.grids import BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS
 from rmvae.intervals import t_critical
@@ -551,30 +551,14 @@ CLAIM_METRICS = ("test/nll", "test/acc", "test/acc_onsets", *(f"{mode}/{statisti
                                    "dissonance_rate", "pitch_class_distance")))
 
 
-def _with_minus_without(tables: dict[str, pd.DataFrame], with_arm: str, without_arm: str) -> dict[str, tuple]:
-    """Judged metric → (direction, :func:`mean_interval` of with − without paired by seed, on what aggregate
-    compares: the value, or a ``closer`` metric's distance to Bach). From paired.csv where it pairs the two arms
-    (sign flipped where ``with_arm`` is the reference), else from final.csv the same way."""
-    paired, final, found = tables["paired"], tables["final"], {}
-    for sign, arm, ref in ((1, with_arm, without_arm), (-1, without_arm, with_arm)) if not paired.empty else ():
-        rows = paired[(paired["arm"] == arm) & (paired["reference"] == ref) & (paired["direction"] != "none")]
-        for _, row in rows.iterrows():
-            low, high = sorted((sign * row["ci_low"], sign * row["ci_high"]))
-            found[row["metric"]] = (row["direction"], dict(n=int(row["n"]), mean=sign * row["mean_diff"],
-                                                           std=row["std_diff"], ci_low=low, ci_high=high))
-    if found or final.empty:
-        return found
-    wide = final.pivot_table(index=["arm", "seed"], columns="metric", values="value", aggfunc="first")
-    for metric in wide.columns:
-        direction, quantity = metric_direction(metric), wide[metric]
-        if direction == "closer" and reference_key(metric) in wide:
-            quantity = (quantity - wide[reference_key(metric)]).abs()
-        elif direction not in ("higher", "lower"):
-            continue
-        pairs = quantity.unstack("arm").reindex(columns=[with_arm, without_arm]).dropna()
-        if len(pairs):
-            found[metric] = (direction, mean_interval((pairs[with_arm] - pairs[without_arm]).round(12)))
-    return found
+def _with_minus_without(final: pd.DataFrame, with_arm: str, without_arm: str) -> dict[str, tuple]:
+    """Claim metric → (direction, with − without paired by seed): :func:`ablations.aggregate.paired_table`
+    with ``without_arm`` as the reference (a ``closer`` metric compared by distance to Bach, as everywhere)."""
+    pairs = paired_table(final[final["arm"].isin([with_arm, without_arm])], without_arm)  # in the runs' metric order
+    pairs = pairs[(pairs["arm"] == with_arm) & (pairs["direction"] != "none") & pairs["metric"].isin(CLAIM_METRICS)]
+    return {row.metric: (row.direction, dict(n=int(row.n), mean=row.mean_diff, std=row.std_diff,
+                                             ci_low=row.ci_low, ci_high=row.ci_high))
+            for row in pairs.itertuples()}
 
 
 def _claim_sentence(claim: str, with_arm: str, without_arm: str, tables: dict[str, pd.DataFrame]) -> str:
@@ -584,8 +568,7 @@ def _claim_sentence(claim: str, with_arm: str, without_arm: str, tables: dict[st
     missing = [f"`{arm}`" for arm in (with_arm, without_arm) if arm not in set(tables["final"].get("arm", ()))]
     if missing:
         return f"{start} Not checked here: no finished runs of {' and '.join(missing)}."
-    diffs = {metric: value for metric, value in _with_minus_without(tables, with_arm, without_arm).items()
-             if metric in CLAIM_METRICS}
+    diffs = _with_minus_without(tables["final"], with_arm, without_arm)
     n = max((int(stats["n"]) for _, stats in diffs.values()), default=0)
     if not diffs:
         return f"{start} Not checked here: `{with_arm}` and `{without_arm}` share no judged test metric."
