@@ -94,14 +94,19 @@ DOSE_WEIGHTS: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 
 
-def _dose_arm(term: str, weight: float) -> dict[str, Any]:
+def dose_arm(term: str, weight: float) -> str:
+    """The arm of ``weight`` in a dose-response grid: ``harmony_w0.3``."""
+    return f"{term}_w{weight:g}"
+
+
+def _dose_overrides(term: str, weight: float) -> dict[str, Any]:
     if term == "harmony":
         return {"loss.harmony": weight > 0, "loss.harmony_weights": (weight, weight, weight)}
     return {"loss.scale": weight > 0, "loss.scale_weight": weight}
 
 
 for _grid, (_term, _weights) in DOSE_WEIGHTS.items():
-    GRIDS[_grid] = {f"{_term}_w{_weight:g}": _dose_arm(_term, _weight) for _weight in _weights}
+    GRIDS[_grid] = {dose_arm(_term, _weight): _dose_overrides(_term, _weight) for _weight in _weights}
 
 # Trained in every grid beside its arms, same seeds, split and budget: the direct predictor
 # (no latents) that every arm's next-measure NLL is compared with (README, "Baselines").
@@ -215,7 +220,7 @@ def _grid_arms(grid: str) -> dict[str, dict[str, Any]]:
 def _dose_reference(grid: str) -> str:
     """A dose-response grid is compared with its weight-0 arm: what the term does at all."""
     term, _ = DOSE_WEIGHTS[grid]
-    return f"{term}_w0"
+    return dose_arm(term, 0.0)
 
 
 def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import math
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ from scipy.io import wavfile
 from ablations import atomic_write_text
 from ablations.aggregate import (aggregate, mean_interval, metric_direction, paired_table, read_grid, reference_key,
                                  t_errorbar)
-from ablations.grids import BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS
+from ablations.grids import BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS, dose_arm
 from rmvae.intervals import t_critical
 
 TABLES = ("runs", "final", "summary", "paired", "paired_direct", "status")
@@ -266,10 +265,10 @@ def plot_music_stats(final: pd.DataFrame, arms: list[str], folder: Path) -> Path
                          "Bach (dashed)", folder / "music_stats.png", bach=True) if metrics else None
 
 
-def dose_weights(grid: dict, final: pd.DataFrame, term: str) -> dict[str, float]:
-    """arm → weight, ascending, from the arm names (``f"{term}_w{weight:g}"``, ablations.grids); others left out."""
-    found = [(arm, re.fullmatch(rf"{term}_w(\d+(?:\.\d+)?(?:e-?\d+)?)", arm)) for arm in _arm_order(grid, final)]
-    return dict(sorted(((arm, float(match[1])) for arm, match in found if match), key=lambda item: item[1]))
+def dose_weights(grid_name: str) -> dict[str, float]:
+    """arm → weight of a dose-response grid, ascending (:data:`ablations.grids.DOSE_WEIGHTS`)."""
+    term, weights = DOSE_WEIGHTS[grid_name]
+    return {dose_arm(term, weight): weight for weight in sorted(weights)}
 
 
 def plot_dose_response(final: pd.DataFrame, term: str, weights: dict[str, float], folder: Path) -> Path | None:
@@ -511,11 +510,12 @@ def _moves(stats: dict, down: str, up: str, unit: str = "") -> str:
     return f"{word} {_interval(stats)}{unit} ({'detectable' if excludes else f'not detectable at {int(n)} seeds'})"
 
 
-def dose_section(grid_dir: Path, term: str, tables: dict[str, pd.DataFrame], figure: Path | None) -> list[str]:
+def dose_section(grid_dir: Path, grid_name: str, tables: dict[str, pd.DataFrame], figure: Path | None) -> list[str]:
     """Per weight: gradient share, test NLL, the term's statistic and both paired against weight 0;
     then one sentence on what the largest weight does and what it costs."""
+    term = DOSE_WEIGHTS[grid_name][0]
     statistic, ratio, final = DOSE_STATISTIC[term], GRADIENT_SHARE_RATIO[term], tables["final"]
-    weights = dose_weights(read_grid(grid_dir), final, term)
+    weights = dose_weights(grid_name)
     zero = next((arm for arm, weight in weights.items() if weight == 0), None)
     bach = final.loc[final["metric"] == reference_key(statistic), "value"].mean() if not final.empty else math.nan
     lines = ["## Dose response", "",
@@ -663,7 +663,7 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
         lines += ["", few_seeds]
 
     if name in DOSE_WEIGHTS:
-        lines += [""] + dose_section(grid_dir, DOSE_WEIGHTS[name][0], tables, dose_figure)
+        lines += [""] + dose_section(grid_dir, name, tables, dose_figure)
 
     lines += ["", f"## Which arm is better (test split, vs `{reference}`)", ""]
     if paired.empty:
@@ -777,9 +777,9 @@ def build(grid_dir: Path, refresh: bool = False) -> Path:
     figures = plot_learning_curves(tables["runs"], arms, folder)
     figures += [p for p in (plot_final_metrics(tables["final"], arms, folder),
                             plot_music_stats(tables["final"], arms, folder)) if p is not None]
-    term = DOSE_WEIGHTS.get(grid.get("grid", grid_dir.name), (None,))[0]
-    dose_figure = plot_dose_response(tables["final"], term, dose_weights(grid, tables["final"], term),
-                                     folder) if term else None
+    grid_name = grid.get("grid", grid_dir.name)
+    term = DOSE_WEIGHTS.get(grid_name, (None,))[0]
+    dose_figure = plot_dose_response(tables["final"], term, dose_weights(grid_name), folder) if term else None
     samples = copy_samples(grid_dir, tables["status"], arms)
     return write_report(grid_dir, tables, figures, samples, learn_figures, dose_figure)
 
