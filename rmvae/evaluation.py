@@ -24,7 +24,7 @@ from rmvae.data.encoding import PitchRange, poly_to_notes, tokens_to_notes
 from rmvae.errors import UserError
 from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS, musical_statistics, pitch_class_distance, slice_measures
-from rmvae.module import NLL_SEED, RMVAEModule, load_module
+from rmvae.module import RMVAEModule, eval_generator, load_module
 from rmvae.tasks import Generator, Piece, Sampling
 
 
@@ -88,8 +88,7 @@ def window_nlls(module: RMVAEModule, dataset) -> np.ndarray:
     values = []
     module.eval()
     for batch_idx, batch in enumerate(loader):
-        generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
-        values.append(module.predictive_nll(batch, module.config.loss.nll_samples, generator).numpy())
+        values.append(module.predictive_nll(batch, module.config.loss.nll_samples, eval_generator(batch_idx)).numpy())
     return np.concatenate(values)
 
 

@@ -28,6 +28,13 @@ from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_me
 NLL_SEED = 0  # noise of the importance-weighted NLL estimate, fixed so evaluations repeat exactly
 
 
+def eval_generator(batch_idx: int) -> torch.Generator:
+    """A fresh generator for the noise of evaluation batch ``batch_idx`` (subset draws, predictive
+    marginal, importance samples): the same for every checkpoint and arm, so every evaluation
+    number is a function of the weights alone."""
+    return torch.Generator().manual_seed(NLL_SEED + batch_idx)
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last finite terms."""
 
@@ -335,21 +342,18 @@ class RMVAEModule(L.LightningModule):
         return loss
 
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
-        self._eval_generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
+        self._eval_generator = eval_generator(batch_idx)
         _, logs, output = self.model_step(batch, stage)
         if self.model.has_latents:  # greedy accuracy of the predictive distribution, not of its mean latent
             marginal = self.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
-                                                      self.config.loss.nll_samples,
-                                                      torch.Generator().manual_seed(NLL_SEED + batch_idx))
+                                                      self.config.loss.nll_samples, eval_generator(batch_idx))
             logs.update(self.accuracy_logs(dataclasses.replace(output, prediction=marginal), batch))
             logs.update(self.accuracy_logs(output, batch, prefix="acc_mean_latent"))
         else:
             logs.update(self.accuracy_logs(output, batch))
         logs.update(self.baseline_logs(batch))
         logs.update(self.fill_logs(batch, batch_idx))
-        # The same noise for every checkpoint and arm: the estimate is a function of the weights.
-        generator = torch.Generator().manual_seed(NLL_SEED + batch_idx)
-        logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, generator).mean()
+        logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, eval_generator(batch_idx)).mean()
         self._accumulate_units(output, batch["input_mask"].bool())
         self._log_all(stage, logs, batch["inputs"].shape[0], self.accuracy_weights(batch, ("acc", "acc_mean_latent")))
 
