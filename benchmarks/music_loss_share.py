@@ -39,11 +39,7 @@ def gradient_norms(module, batch, seed: int) -> tuple[dict[str, float], dict[str
     torch.manual_seed(seed)
     loss, logs, _ = module.model_step(batch, "train")
     music = {name: sum(logs[key] for key in keys) for name, keys in TERMS.items()}
-    loss_cfg = module.config.loss
-    weighted = (loss_cfg.scale_weight * music["scale"] * loss_cfg.scale
-                + loss_cfg.rhythm_weight * music["rhythm"] * loss_cfg.rhythm
-                + sum(w * logs[k] for w, k in zip(loss_cfg.harmony_weights, TERMS["harmony"])) * loss_cfg.harmony)
-    elbo = loss - weighted
+    elbo = loss - module.weighted_music(logs)  # the objective without its music part
     norms, values = {}, {"elbo": float(elbo.detach()), "nll": float(logs["recon_nll"].detach())}
     for name, value in [("elbo", elbo), *music.items()]:
         grads = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)

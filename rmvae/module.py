@@ -220,12 +220,17 @@ class RMVAEModule(L.LightningModule):
     def music_loss(self, output: RMVAEOutput, inputs: Tensor, input_mask: Tensor, target: Tensor,
                    target_mask: Tensor, logs: dict[str, Tensor]) -> Tensor:
         """Weighted scale, rhythm and harmony terms of the predicted measure (all logged, weight 0 or not)."""
-        cfg = self.config.loss
         truth = torch.cat([inputs, target.unsqueeze(1)], dim=1)
         truth_mask = torch.cat([input_mask, target_mask.unsqueeze(1)], dim=1)
         music = {k: v.mean() for k, v in self.music_terms(output.prediction, truth, truth_mask).items()}
         logs.update(music)
-        total = torch.zeros((), device=truth.device)
+        return self.weighted_music(music)
+
+    def weighted_music(self, music: dict[str, Tensor]) -> Tensor:
+        """The music terms' part of the objective: each switched-on term (batch means, as
+        :meth:`music_terms` names them) times its weight."""
+        cfg = self.config.loss
+        total = torch.zeros((), device=self.device)
         if cfg.scale:
             total = total + cfg.scale_weight * music["scale"]
         if cfg.rhythm:
