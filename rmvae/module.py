@@ -21,6 +21,7 @@ from torch import Tensor
 from rmvae import losses
 from rmvae.config import Config, with_added_fields
 from rmvae.data.encoding import PitchRange
+from rmvae.data.sampling import step_seed
 from rmvae.metrics import token_accuracy
 from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_measures, reparameterise
 
@@ -333,6 +334,10 @@ class RMVAEModule(L.LightningModule):
                 continue
             self.log(f"{stage}/{key}", value.detach().float(), on_step=on_step, on_epoch=True,
                      prog_bar=key in {"loss", "acc"}, batch_size=weights.get(key, batch_size), sync_dist=not on_step)
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Step ``t``'s noise depends on ``(seed, t, rank)`` only, so a resumed run replays it exactly."""
+        torch.manual_seed(step_seed(self.config.train.seed, self.global_step, self.global_rank))
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         loss, logs, output = self.model_step(batch, "train")

@@ -21,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
 from rmvae.config import Config
 from rmvae.data.datamodule import ChoraleDataModule
+from rmvae.data.sampling import ExactResume
 from rmvae.module import RMVAEModule, TrainingDiverged
 
 __all__ = ["train", "TrainingDiverged", "wandb_mode"]
@@ -63,9 +64,13 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def build_trainer(config: Config, out_dir: Path, loggers: list, progress_bar: bool = True) -> L.Trainer:
     train = config.train
-    checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="best", monitor=MONITOR,
-                                 mode="min", save_top_k=1, save_last=True, auto_insert_metric_name=False)
-    callbacks = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    best = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="best", monitor=MONITOR,
+                           mode="min", save_top_k=1, auto_insert_metric_name=False)
+    # last.ckpt once the epoch is over (validation included): a kill mid-epoch resumes there and
+    # replays the lost steps exactly (rmvae.data.sampling).
+    last = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="last", save_top_k=1,
+                           save_on_train_epoch_end=True, enable_version_counter=False)
+    callbacks = [best, last, ExactResume(), LearningRateMonitor(logging_interval="epoch")]
     strategy = "ddp" if train.devices > 1 else "auto"
     return L.Trainer(max_epochs=train.max_epochs if train.max_steps <= 0 else -1, max_steps=train.max_steps,
                      accelerator=train.accelerator, devices=train.devices, strategy=strategy,
@@ -93,7 +98,8 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
-    datamodule = ChoraleDataModule(config.data, cache_dir=cache_dir, progress=progress_bar)
+    datamodule = ChoraleDataModule(config.data, cache_dir=cache_dir, progress=progress_bar,
+                                   shuffle_seed=config.train.seed)
     datamodule.prepare_data()
     datamodule.setup()
     module = RMVAEModule(config.to_dict(), datamodule.encoding_info)

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from rmvae.config import STEPS_PER_MEASURE, DataConfig
 from rmvae.data.corpus import Corpus, load_corpus, pitch_range_of
 from rmvae.data.encoding import PitchRange, notes_to_tokens
+from rmvae.data.sampling import EpochShuffle
 
 SPLITS = ("train", "val", "test")
 
@@ -140,9 +141,11 @@ class WindowDataset(Dataset):
 class ChoraleDataModule(L.LightningDataModule):
     """Corpus → split by piece → shared pitch range → encoded windows, for any ``DataConfig``."""
 
-    def __init__(self, config: DataConfig, cache_dir: str | Path | None = None, progress: bool = False):
+    def __init__(self, config: DataConfig, cache_dir: str | Path | None = None, progress: bool = False,
+                 shuffle_seed: int = 0):
         super().__init__()
         self.config = config
+        self.shuffle_seed = shuffle_seed  # the training seed: epoch e's order is a function of (seed, e)
         self.cache_dir = cache_dir
         self.progress = progress
         self.corpus: Corpus | None = None
@@ -180,19 +183,19 @@ class ChoraleDataModule(L.LightningDataModule):
         return {"encoding": self.config.encoding, "low": self.pitch_range.low, "high": self.pitch_range.high,
                 "n_voices": self.config.n_voices}
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.config.batch_size, shuffle=shuffle,
-                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
-                          drop_last=False)
+    def _loader_options(self) -> dict:
+        return dict(batch_size=self.config.batch_size, num_workers=self.config.num_workers,
+                    persistent_workers=self.config.num_workers > 0, drop_last=False)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        dataset = self.datasets["train"]
+        return DataLoader(dataset, sampler=EpochShuffle(len(dataset), self.shuffle_seed), **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return DataLoader(self.datasets["val"], shuffle=False, **self._loader_options())
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return DataLoader(self.datasets["test"], shuffle=False, **self._loader_options())
 
     def summary(self) -> dict:
         """The numbers `rmvae data` prints."""

@@ -1,0 +1,85 @@
+"""Exact resume: a run killed (SIGKILL, a real process) mid-epoch and resumed ends with the
+numbers of the same run never interrupted — every logged metric and every final weight."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pandas as pd
+import pytest
+import torch
+
+from rmvae.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig
+from rmvae.data.sampling import EpochShuffle, step_seed
+
+# Trains the run described by argv[1] into argv[2]; with argv[3], SIGKILLs itself when the
+# training step of that number starts (after the checkpoint of the epoch before it).
+TRAIN_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, json
+    import torch
+    torch.set_num_threads(1)
+    from rmvae.config import Config
+    from rmvae.module import RMVAEModule
+    from rmvae.train import train
+    config = Config.from_dict(json.loads(open(sys.argv[1]).read()))
+    if len(sys.argv) > 3:
+        kill_at = int(sys.argv[3])
+        start = RMVAEModule.on_train_batch_start
+        def start_or_die(self, batch, batch_idx):
+            if self.global_step == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            start(self, batch, batch_idx)
+        RMVAEModule.on_train_batch_start = start_or_die
+    train(config, sys.argv[2], progress_bar=False, cache_dir=os.environ["RMVAE_TEST_CACHE"])
+""")
+
+
+def resume_config(folder, **train_fields) -> Config:
+    train = dict(max_steps=16, wandb=False, log_every_n_steps=1, val_every_n_epochs=1)
+    train.update(train_fields)
+    return Config(data=DataConfig(source=str(folder), split=(0.6, 0.2, 0.2), batch_size=16, n_measures=4),
+                  model=ModelConfig(size="small", width_scale=0.25, z_dim=8),
+                  loss=LossConfig(n_subsets=1, recon_inputs_measures=2), train=TrainConfig(**train))
+
+
+def _train_process(config: Config, run_dir, tmp_path, cache_dir, kill_at: int | None = None) -> int:
+    config_file = tmp_path / "config.json"
+    config_file.write_text(config.to_json())
+    args = [sys.executable, "-c", TRAIN_SCRIPT, str(config_file), str(run_dir)]
+    args += [str(kill_at)] if kill_at is not None else []
+    env = {**os.environ, "RMVAE_TEST_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600).returncode
+
+
+def _final_weights(run_dir) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False, map_location="cpu")["state_dict"]
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_run_ends_with_the_uninterrupted_numbers(chorale_folder, cache_dir, tmp_path):
+    config = resume_config(chorale_folder)
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert _train_process(config, straight, tmp_path, cache_dir) == 0
+    metrics = pd.read_csv(straight / "metrics.csv")
+    steps_per_epoch = int(metrics.groupby("epoch")["step"].max().iloc[0]) + 1
+    kill_at = steps_per_epoch + steps_per_epoch // 2  # the middle of the second epoch
+    assert config.train.max_steps > kill_at + steps_per_epoch  # a whole epoch after the resume too
+    assert _train_process(config, killed, tmp_path, cache_dir, kill_at=kill_at) == -9  # SIGKILL
+    assert (killed / "checkpoints" / "last.ckpt").exists()
+    assert _train_process(config, killed, tmp_path, cache_dir) == 0  # resumes from last.ckpt
+    pd.testing.assert_frame_equal(pd.read_csv(killed / "metrics.csv"), metrics)
+    a, b = _final_weights(straight), _final_weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch():
+    sampler = EpochShuffle(50, seed=3)
+    first = list(sampler)
+    sampler.set_epoch(1)
+    second = list(sampler)
+    assert sorted(first) == list(range(50)) and first != second
+    torch.manual_seed(123)  # the global generator plays no part
+    again = EpochShuffle(50, seed=3)
+    assert list(again) == first and again.order(1) == second and EpochShuffle(50, seed=4).order(0) != first
