@@ -167,6 +167,10 @@ class LossConfig:
     # voices: the setup fill, harmonize, redo and inpaint predict in (the voice being written is
     # visible in the earlier measures, the kept voices are known in the target measure).
     subset_inputs: str = "subset"
+    # Which ELBO terms train: "subsampled", the full set, each voice alone and n_subsets random
+    # subsets (the thesis's); "full", the full-set term only (a plain sequential VAE: what the
+    # multimodal terms cost per step, and an arm for what they add).
+    elbo_terms: str = "subsampled"
     # Importance samples of the next-measure NLL estimate (val/nll, test/nll) that selects
     # checkpoints and compares arms with the baselines (Burda et al. 2016).
     nll_samples: int = 16
@@ -188,6 +192,7 @@ class LossConfig:
         if self.nll_samples < 1:
             raise ConfigError("loss.nll_samples must be ≥ 1")
         _check_choice("loss.subset_inputs", self.subset_inputs, {"subset", "all"})
+        _check_choice("loss.elbo_terms", self.elbo_terms, {"subsampled", "full"})
         if self.free_bits < 0:
             raise ConfigError("loss.free_bits must be ≥ 0 (0 = off)")
         if self.recon_inputs_measures < 0:
@@ -259,6 +264,7 @@ class Config:
 ADDED_FIELDS: dict[str, Any] = {
     "model.skip_last_measure": False,
     "loss.subset_inputs": "subset",
+    "loss.elbo_terms": "subsampled",
 }
 
 
@@ -333,6 +339,7 @@ THESIS_DESIGN: dict[str, Any] = {
     "model.decoder_context": False,
     "loss.target_posterior": False,
     "loss.subset_inputs": "subset",
+    "loss.elbo_terms": "subsampled",
 }
 
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}

@@ -68,17 +68,18 @@ class RMVAEModule(L.LightningModule):
     # --- the objective ------------------------------------------------------------------------
 
     def elbo_masks(self, batch_size: int, device) -> list[tuple[str, Tensor]]:
-        """(name, voice mask (V,)) per ELBO term: full set, each voice alone, k random subsets."""
+        """(name, voice mask (V,)) per ELBO term: full set, then (``loss.elbo_terms="subsampled"``)
+        each voice alone and k random subsets."""
         voices = self.n_voices
         terms = [("full", torch.ones(voices, dtype=torch.bool, device=device))]
-        if voices > 1:
+        if voices > 1 and self.config.loss.elbo_terms == "subsampled":
             for v in range(voices):
                 mask = torch.zeros(voices, dtype=torch.bool, device=device)
                 mask[v] = True
                 terms.append((f"voice{v}", mask))
             pool = voice_subsets(voices)
             if pool and self.config.loss.n_subsets:
-                # Training: torch's global RNG, seeded by seed_everything, so runs stay reproducible.
+                # Training: torch's global RNG, reseeded every step (rmvae.data.sampling.step_seed).
                 # Evaluation: a generator seeded per batch, so two evaluations of one checkpoint agree.
                 generator = None if self.training else self._eval_generator
                 picks = torch.randint(len(pool), (self.config.loss.n_subsets,), generator=generator).tolist()
@@ -94,7 +95,7 @@ class RMVAEModule(L.LightningModule):
         k = self.config.loss.recon_inputs_measures
         if not self.training or not self.config.loss.recon_inputs or k == 0 or k >= measures:
             return None
-        # torch's global RNG, seeded by seed_everything: runs stay reproducible.
+        # torch's global RNG, reseeded every step (rmvae.data.sampling.step_seed).
         return torch.rand(batch_size, measures, device=device).argsort(dim=1)[:, :k]
 
     def reconstruction(self, decoded: Decoded, truth: Tensor, voice_mask: Tensor) -> Tensor:

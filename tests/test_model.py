@@ -316,10 +316,9 @@ def test_sampled_input_reconstruction_is_unbiased(monkeypatch):
 
     measures = 4
     config = Config(model=MC(size="small", z_dim=8, dropout_fc=0.0, dropout_rnn=0.0),
-                    loss=LossConfig(n_subsets=0, recon_inputs_measures=1))
+                    loss=LossConfig(n_subsets=0, recon_inputs_measures=1, elbo_terms="full"))
     torch.manual_seed(0)
     module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
-    monkeypatch.setattr(module, "elbo_masks", lambda batch, device: [("full", torch.ones(V, dtype=torch.bool))])
     inputs, target = random_inputs("mono", measures=measures, generator=torch.Generator().manual_seed(1))
     mask = torch.ones(B, measures, V, dtype=torch.bool)
     mask[0, 0] = False  # a left-padded measure: it counts zero either way
@@ -336,6 +335,20 @@ def test_sampled_input_reconstruction_is_unbiased(monkeypatch):
             draws.append(logs["recon_inputs"])
     assert all(not torch.isclose(d, full_logs["recon_inputs"]) for d in draws)  # each draw alone is off...
     assert torch.isclose(torch.stack(draws).mean(), full_logs["recon_inputs"], rtol=1e-5)  # ...their mean is not
+
+
+def test_elbo_terms_full_trains_the_full_set_term_only():
+    from rmvae.config import Config, LossConfig, ModelConfig as MC
+    from rmvae.module import RMVAEModule
+
+    info = {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V}
+    subsampled = RMVAEModule(Config(model=MC(size="small", z_dim=8), loss=LossConfig(n_subsets=2)).to_dict(), info)
+    names = [name for name, _ in subsampled.elbo_masks(B, "cpu")]
+    assert names == ["full"] + [f"voice{v}" for v in range(V)] + ["subset", "subset"]
+    full = RMVAEModule(Config(model=MC(size="small", z_dim=8),
+                              loss=LossConfig(n_subsets=2, elbo_terms="full")).to_dict(), info)
+    (name, mask), = full.elbo_masks(B, "cpu")
+    assert name == "full" and mask.all()
 
 
 def _no_sampling(from_experts):
