@@ -22,8 +22,8 @@ from rmvae import losses
 from rmvae.config import Config, with_added_fields
 from rmvae.data.encoding import PitchRange
 from rmvae.data.sampling import step_seed
-from rmvae.metrics import token_accuracy
 from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_measures, reparameterise
+from rmvae.step_metrics import StepMetrics
 
 
 NLL_SEED = 0  # noise of the importance-weighted NLL estimate, fixed so evaluations repeat exactly
@@ -36,6 +36,28 @@ def eval_generator(batch_idx: int) -> torch.Generator:
     return torch.Generator().manual_seed(NLL_SEED + batch_idx)
 
 
+@dataclasses.dataclass
+class Window:
+    """A batch of windows, encoded once: every ELBO term reads it under its own masks."""
+
+    inputs: Tensor  # (B, T, V, S) tokens or (B, T, V, S, P, 2) poly
+    input_mask: Tensor  # (B, T, V) bool
+    target: Tensor  # (B, V, S[, P, 2])
+    target_mask: Tensor  # (B, V) bool
+    input_mu: Tensor  # (B, T, V, Z): the input measures' experts
+    input_logvar: Tensor
+    target_mu: Tensor  # (B, V, Z): the target measure's experts
+    target_logvar: Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.input_mask.shape[0]
+
+    @property
+    def measures(self) -> int:
+        return self.input_mask.shape[1]
+
+
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last finite terms."""
 
@@ -45,7 +67,7 @@ def voice_subsets(n_voices: int) -> list[tuple[int, ...]]:
     return [s for size in range(2, n_voices) for s in itertools.combinations(range(n_voices), size)]
 
 
-class RMVAEModule(L.LightningModule):
+class RMVAEModule(StepMetrics, L.LightningModule):
     """Trains an :class:`~rmvae.model.rmvae.RMVAE`; a checkpoint alone rebuilds it.
 
     Args:
@@ -115,7 +137,8 @@ class RMVAEModule(L.LightningModule):
         harmony = losses.harmony_terms(pc)  # (B, 3)
         return {"scale": losses.scale_loss(pc, truth, truth_mask, self.pitch_range.low, self.pitch_range.n_pitches),
                 "rhythm": rhythm, "harmony_semitone": harmony[:, 0], "harmony_tone": harmony[:, 1],
-                "harmony_tritone": harmony[:, 2], "harmony": losses.harmony_value(pc)}
+                "harmony_tritone": harmony[:, 2], "harmony": losses.harmony_value(pc),
+                "harmony_loss": losses.harmony_loss(pc, self.config.loss.harmony_weights)}
 
     def beta(self) -> float:
         if not self.training:
@@ -129,78 +152,95 @@ class RMVAEModule(L.LightningModule):
         The returned output predicts the target from the past alone (no target voice known):
         accuracy and the music terms read it, whatever the full-set term infers its latent from.
         """
+        window = self.encode_window(batch)
+        if not self.model.has_latents:  # direct predictor: the next-measure NLL is the whole objective
+            return self.direct_step(window)
+        beta, logs = self.beta(), {}
+        recon_measures = self.recon_measure_sample(window.batch_size, window.measures, window.inputs.device)
+        outputs = {}
+        total = torch.zeros((), device=self.device)
+        for name, voices in self.elbo_masks(window.batch_size, window.inputs.device):
+            term, outputs[name] = self.elbo_term(window, name, voices, beta, recon_measures, logs)
+            total = total + term
+        prediction = self.pure_prediction(outputs["full"], known_target=self.config.loss.target_posterior)
+        # Single-sample NLL of the prediction from the past alone (the prior's mean in evaluation).
+        logs["recon_nll"] = self.reconstruction(prediction.prediction, window.target, window.target_mask).mean()
+        total = total + self.music_loss(prediction, window, logs)
+        logs.update(loss=total, beta=torch.tensor(beta))
+        return total, logs, prediction
+
+    def encode_window(self, batch: dict) -> Window:
+        """Encode the window and the target measure once; each ELBO term only changes masks."""
         inputs, input_mask = batch["inputs"], batch["input_mask"].bool()  # (B, T, V, S[, P, 2]), (B, T, V)
-        target, target_mask = batch["target"], batch["target_mask"].bool()  # (B, V, S[, P, 2]), (B, V)
-        batch_size, measures, _ = input_mask.shape
-        sample = self.training
-        # Encode the window and the target measure once; each term only changes masks.
+        target = batch["target"]  # (B, V, S[, P, 2])
         features = self.model.features(torch.cat([inputs, target.unsqueeze(1)], dim=1))
         mu, logvar = self.model.encode(features)  # (B, T+1, V, Z)
-        input_mu, input_logvar = mu[:, :measures], logvar[:, :measures]
-        target_mu, target_logvar = mu[:, measures], logvar[:, measures]
-        cfg = self.config.loss
-        logs: dict[str, Tensor] = {}
-        if not self.model.has_latents:  # direct predictor: the next-measure NLL is the whole objective
-            output = self.model.from_experts(input_mu, input_logvar, input_mask, sample=sample, reconstruct=False)
-            nll = self.reconstruction(output.prediction, target, target_mask)
-            logs.update(recon_nll=nll.mean(), recon=nll.mean())
-            total = nll.mean() + self.music_loss(output, inputs, input_mask, target, target_mask, logs)
-            logs["loss"] = total
-            return total, logs, output
-        beta = self.beta()
-        total = torch.zeros((), device=self.device)
-        full_output = None
-        recon_measures = self.recon_measure_sample(batch_size, measures, inputs.device)  # (B, k) or None
-        for name, voices in self.elbo_masks(batch_size, inputs.device):
-            full = name == "full"
-            # (B, T, V): a subset term hides the other voices in the past too, unless it is told to
-            # read every input voice (the fill setup: only the target's voices are partly known).
-            term_mask = input_mask if cfg.subset_inputs == "all" else input_mask & voices
-            # Full-set term: the target's latent from the prediction alone (thesis) or from the
-            # target too (an ELBO of the next measure); subset terms know the subset's voices.
-            known = target_mask & voices if not full or cfg.target_posterior else torch.zeros_like(target_mask)
-            # Input measures are reconstructed in the full-set term only: decoding all T measures
-            # once per subset would multiply the decoder cost by the number of terms.
-            reconstruct = cfg.recon_inputs and full
-            output = self.model.from_experts(input_mu, input_logvar, term_mask, target_mu, target_logvar,
-                                             known, sample=sample, reconstruct=reconstruct,
-                                             recon_measures=recon_measures)
-            recon_target = self.reconstruction(output.prediction, target, target_mask)  # all voices: fill them
-            # The target's KL is against the temporal model's prediction, in every term. The input
-            # measures' KL is paired with their reconstruction, so it is counted once, in the
-            # full-set term: counting it in every subset term without the matching reconstruction
-            # pulled every posterior onto the prior (posterior collapse).
-            kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
-            logs[f"kl_target_{name}"] = logs.get(f"kl_target_{name}", 0) + kl.mean()
-            free_bits = 0.0
-            if full:
-                input_kl = self.input_kl(output, term_mask)  # (B, T, Z)
-                logs["kl_inputs"] = input_kl.sum(dim=(1, 2)).mean()
-                kl = kl + input_kl.sum(dim=(1, 2))
-                if cfg.free_bits > 0:
-                    free_bits = losses.free_bits_excess(input_kl, cfg.free_bits)
-            term = recon_target + beta * kl
-            if reconstruct:
-                truth, truth_mask, scale = inputs, term_mask, 1.0
-                if recon_measures is not None:  # k of the T measures, scaled by T/k: unbiased for the sum over all T
-                    truth, truth_mask = pick_measures(inputs, recon_measures), pick_measures(term_mask, recon_measures)
-                    scale = measures / recon_measures.shape[1]
-                recon_inputs = self.reconstruction(output.recon, truth, truth_mask) * scale
-                term = term + cfg.recon_inputs_weight * recon_inputs
-                logs["recon_inputs"] = recon_inputs.mean()
-            total = total + term.mean() + beta * free_bits
-            logs["recon"] = logs.get("recon", 0) + recon_target.mean()
-            logs["kl"] = logs.get("kl", 0) + kl.mean()
-            if full:
-                full_output = output
-                logs["recon_full_term"] = recon_target.mean()
-        prediction = self.pure_prediction(full_output, known_target=cfg.target_posterior)
-        # Single-sample NLL of the prediction from the past alone (the prior's mean in evaluation).
-        logs["recon_nll"] = self.reconstruction(prediction.prediction, target, target_mask).mean()
-        total = total + self.music_loss(prediction, inputs, input_mask, target, target_mask, logs)
+        measures = inputs.shape[1]
+        return Window(inputs, input_mask, target, batch["target_mask"].bool(), mu[:, :measures], logvar[:, :measures],
+                      mu[:, measures], logvar[:, measures])
+
+    def direct_step(self, window: Window) -> tuple[Tensor, dict[str, Tensor], RMVAEOutput]:
+        """The direct predictor's objective: the next measure's NLL (and the music terms)."""
+        output = self.model.from_experts(window.input_mu, window.input_logvar, window.input_mask,
+                                         sample=self.training, reconstruct=False)
+        nll = self.reconstruction(output.prediction, window.target, window.target_mask)
+        logs = {"recon_nll": nll.mean(), "recon": nll.mean()}
+        total = nll.mean() + self.music_loss(output, window, logs)
         logs["loss"] = total
-        logs["beta"] = torch.tensor(beta)
-        return total, logs, prediction
+        return total, logs, output
+
+    def elbo_term(self, window: Window, name: str, voices: Tensor, beta: float, recon_measures: Tensor | None,
+                  logs: dict[str, Tensor]) -> tuple[Tensor, RMVAEOutput]:
+        """One term of the sub-sampled ELBO under the voice mask ``voices`` (V,): the NLL of the
+        whole target plus β·KL of its latent, averaged over windows; the full-set term also
+        carries the input measures' terms. Adds its logs to ``logs``."""
+        cfg = self.config.loss
+        full = name == "full"
+        # (B, T, V): a subset term hides the other voices in the past too, unless it is told to
+        # read every input voice (the fill setup: only the target's voices are partly known).
+        term_mask = window.input_mask if cfg.subset_inputs == "all" else window.input_mask & voices
+        # Full-set term: the target's latent from the prediction alone (thesis) or from the
+        # target too (an ELBO of the next measure); subset terms know the subset's voices.
+        known = window.target_mask & voices if not full or cfg.target_posterior else torch.zeros_like(window.target_mask)
+        # Input measures are reconstructed in the full-set term only: decoding all T measures
+        # once per subset would multiply the decoder cost by the number of terms.
+        output = self.model.from_experts(window.input_mu, window.input_logvar, term_mask, window.target_mu,
+                                         window.target_logvar, known, sample=self.training,
+                                         reconstruct=cfg.recon_inputs and full, recon_measures=recon_measures)
+        recon_target = self.reconstruction(output.prediction, window.target, window.target_mask)  # all voices
+        # The target's KL is against the temporal model's prediction, in every term.
+        kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
+        logs[f"kl_target_{name}"] = logs.get(f"kl_target_{name}", 0) + kl.mean()
+        logs["recon"] = logs.get("recon", 0) + recon_target.mean()
+        input_recon, free_bits = torch.zeros(()), torch.zeros(())
+        if full:
+            logs["recon_full_term"] = recon_target.mean()
+            input_kl, input_recon, free_bits = self.input_measure_terms(window, output, term_mask, recon_measures, logs)
+            kl = kl + input_kl
+        logs["kl"] = logs.get("kl", 0) + kl.mean()
+        return (recon_target + beta * kl + input_recon).mean() + beta * free_bits, output
+
+    def input_measure_terms(self, window: Window, output: RMVAEOutput, term_mask: Tensor,
+                            recon_measures: Tensor | None, logs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """The input measures' part of the full-set term: their KL ``(B,)``, their weighted
+        reconstruction ``(B,)`` and the free-bits excess (scalar).
+
+        Their KL is paired with their reconstruction, so it is counted once, here: counting it in
+        every subset term without the matching reconstruction pulled every posterior onto the
+        prior (posterior collapse)."""
+        cfg = self.config.loss
+        input_kl = self.input_kl(output, term_mask)  # (B, T, Z)
+        logs["kl_inputs"] = input_kl.sum(dim=(1, 2)).mean()
+        free_bits = losses.free_bits_excess(input_kl, cfg.free_bits) if cfg.free_bits > 0 else torch.zeros(())
+        recon = torch.zeros(())
+        if output.recon is not None:
+            truth, truth_mask, scale = window.inputs, term_mask, 1.0
+            if recon_measures is not None:  # k of the T measures, scaled by T/k: unbiased for the sum over all T
+                truth, truth_mask = pick_measures(window.inputs, recon_measures), pick_measures(term_mask, recon_measures)
+                scale = window.measures / recon_measures.shape[1]
+            recon = self.reconstruction(output.recon, truth, truth_mask) * scale
+            logs["recon_inputs"] = recon.mean()
+        return input_kl.sum(dim=(1, 2)), cfg.recon_inputs_weight * recon, free_bits
 
     def input_kl(self, output: RMVAEOutput, mask: Tensor) -> Tensor:
         """KL of every present input measure's posterior against its prior (N(0, I) or the
@@ -219,18 +259,17 @@ class RMVAEModule(L.LightningModule):
         return dataclasses.replace(output, target_mu=output.prior_mu, target_logvar=output.prior_logvar,
                                    target_z=z, prediction=self.model.decode(z, output.state))
 
-    def music_loss(self, output: RMVAEOutput, inputs: Tensor, input_mask: Tensor, target: Tensor,
-                   target_mask: Tensor, logs: dict[str, Tensor]) -> Tensor:
+    def music_loss(self, output: RMVAEOutput, window: Window, logs: dict[str, Tensor]) -> Tensor:
         """Weighted scale, rhythm and harmony terms of the predicted measure (all logged, weight 0 or not)."""
-        truth = torch.cat([inputs, target.unsqueeze(1)], dim=1)
-        truth_mask = torch.cat([input_mask, target_mask.unsqueeze(1)], dim=1)
+        truth = torch.cat([window.inputs, window.target.unsqueeze(1)], dim=1)
+        truth_mask = torch.cat([window.input_mask, window.target_mask.unsqueeze(1)], dim=1)
         music = {k: v.mean() for k, v in self.music_terms(output.prediction, truth, truth_mask).items()}
         logs.update(music)
         return self.weighted_music(music)
 
     def weighted_music(self, music: dict[str, Tensor]) -> Tensor:
         """The music terms' part of the objective: each switched-on term (batch means, as
-        :meth:`music_terms` names them) times its weight."""
+        :meth:`music_terms` names them) times its weight; harmony is ``losses.harmony_loss``."""
         cfg = self.config.loss
         total = torch.zeros((), device=self.device)
         if cfg.scale:
@@ -238,8 +277,7 @@ class RMVAEModule(L.LightningModule):
         if cfg.rhythm:
             total = total + cfg.rhythm_weight * music["rhythm"]
         if cfg.harmony:
-            for weight, key in zip(cfg.harmony_weights, ("harmony_semitone", "harmony_tone", "harmony_tritone")):
-                total = total + weight * music[key]
+            total = total + music["harmony_loss"]
         return total
 
     @torch.no_grad()
@@ -271,55 +309,6 @@ class RMVAEModule(L.LightningModule):
         log_q = losses.gaussian_log_density(z, q_mu, q_logvar)
         log_weights = log_lik + log_prior - log_q
         return -(torch.logsumexp(log_weights, dim=0) - math.log(n_samples))
-
-    # --- metrics --------------------------------------------------------------------------
-
-    def accuracy_logs(self, output: RMVAEOutput, batch: dict, prefix: str = "acc") -> dict[str, Tensor]:
-        """Accuracy of the greedy decoding of the target measure: all, onsets only, pitches only, per voice."""
-        predicted = self.model.decode_tokens(output.prediction)
-        if self.encoding == "poly":
-            truth_active = batch["target"][..., 0] >= 0.5  # (B, V, S, P)
-            hits = (predicted[..., 0].bool() == truth_active).all(dim=-1).float()  # (B, V, S)
-            return {prefix: hits.mean(), **{f"{prefix}_voice{v}": hits[:, v].mean() for v in range(self.n_voices)}}
-        scores = token_accuracy(predicted, batch["target"], self.pitch_range)
-        renamed = {"all": prefix, "onsets": f"{prefix}_onsets", "pitches": f"{prefix}_pitches"}
-        return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.tensor(v) for k, v in scores.items()}
-
-    def accuracy_weights(self, batch: dict, prefixes: tuple[str, ...] = ("acc",)) -> dict[str, int]:
-        """What each batch's onset and pitch accuracy averages over: its number of onsets, so the
-        epoch's value (Lightning's mean weighted by these counts, summed across devices too) is the
-        share of all the epoch's onsets, not a mean of per-batch shares."""
-        if self.encoding == "poly":
-            return {}
-        onsets = (batch["target"] < self.pitch_range.n_pitches) & batch["target_mask"].bool().unsqueeze(-1)
-        count = int(onsets.sum())
-        return {f"{prefix}_{kind}": count for prefix in prefixes for kind in ("onsets", "pitches")}
-
-    def baseline_logs(self, batch: dict) -> dict[str, Tensor]:
-        """Trivial baselines on the same targets: always hold; repeat the last input measure."""
-        if self.encoding == "poly":
-            return {}
-        truth = batch["target"]
-        hold = torch.full_like(truth, self.pitch_range.hold)
-        last = batch["inputs"][:, -1]
-        return {"baseline_hold_acc": (hold == truth).float().mean(), "baseline_repeat_acc": (last == truth).float().mean()}
-
-    def fill_logs(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
-        """Accuracy of filling one voice (cycled over batches) of the target measure, as ``rmvae
-        generate --task fill`` predicts it: every voice of the earlier measures visible (the real
-        ones here, teacher-forced; the task reads its own earlier output) and the other voices of
-        the target measure known."""
-        voice = batch_idx % self.n_voices
-        keep = torch.ones(self.n_voices, dtype=torch.bool, device=self.device)
-        keep[voice] = False
-        output = self.model(batch["inputs"], batch["input_mask"].bool(), batch["target"],
-                            batch["target_mask"].bool() & keep, sample=False, reconstruct=False)
-        predicted = self.model.decode_tokens(output.prediction)
-        if self.encoding == "poly":
-            hits = (predicted[:, voice, ..., 0].bool() == (batch["target"][:, voice, ..., 0] >= 0.5)).all(-1)
-        else:
-            hits = predicted[:, voice] == batch["target"][:, voice]
-        return {"acc_fill": hits.float().mean()}
 
     # --- Lightning hooks ----------------------------------------------------------------------
 
@@ -367,27 +356,6 @@ class RMVAEModule(L.LightningModule):
         logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, eval_generator(batch_idx)).mean()
         self._accumulate_units(output, batch["input_mask"].bool())
         self._log_all(stage, logs, batch["inputs"].shape[0], self.accuracy_weights(batch, ("acc", "acc_mean_latent")))
-
-    def _accumulate_units(self, output: RMVAEOutput, mask: Tensor) -> None:
-        """Sums for the active-unit count: what the data moves each input posterior mean away
-        from its prior's mean, over every present measure of the epoch."""
-        if output.post_mu is None:
-            return
-        shift = output.post_mu if output.input_prior_mu is None else output.post_mu - output.input_prior_mu
-        present = mask.any(dim=-1)  # (B, T)
-        shift = shift[present].double()  # (N, Z)
-        sums = torch.stack([shift.new_full(shift.shape[1:], float(len(shift))), shift.sum(0), (shift ** 2).sum(0)])
-        self._unit_sums = sums if self._unit_sums is None else self._unit_sums + sums
-
-    def _log_active_units(self, stage: str) -> None:
-        """Active units of the epoch's input posteriors (:func:`rmvae.losses.active_units`) on the
-        shift of each posterior mean from its prior's mean, which is the posterior mean itself
-        under an N(0, I) prior. Zero means every encoder is switched off."""
-        sums, self._unit_sums = self._unit_sums, None
-        if sums is None:
-            return
-        sums = self.trainer.strategy.reduce(sums, reduce_op="sum") if self._trainer is not None else sums
-        self.log(f"{stage}/active_units", float(losses.active_units(*sums)), sync_dist=False)
 
     def on_validation_epoch_start(self) -> None:
         self._unit_sums = None

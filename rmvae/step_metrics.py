@@ -1,0 +1,89 @@
+"""What every training, validation and test step logs besides the objective: accuracy of the
+greedy prediction (all tokens, onsets, pitches, per voice) and its onset weights, the trivial
+baselines on the same targets, the fill task's accuracy, and the active-unit sums.
+
+A mixin of :class:`rmvae.module.RMVAEModule` (it reads ``self.model``, ``self.encoding``,
+``self.pitch_range``, ``self.n_voices``), kept apart so the module file holds the objective.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rmvae import losses
+from rmvae.metrics import token_accuracy
+from rmvae.model.rmvae import RMVAEOutput
+
+
+class StepMetrics:
+    """Metric logs of a step (see the module docstring)."""
+
+    _unit_sums: Tensor | None = None  # (3, Z): count, Σ shift, Σ shift² over the eval epoch
+
+    def accuracy_logs(self, output: RMVAEOutput, batch: dict, prefix: str = "acc") -> dict[str, Tensor]:
+        """Accuracy of the greedy decoding of the target measure: all, onsets only, pitches only, per voice."""
+        predicted = self.model.decode_tokens(output.prediction)
+        if self.encoding == "poly":
+            truth_active = batch["target"][..., 0] >= 0.5  # (B, V, S, P)
+            hits = (predicted[..., 0].bool() == truth_active).all(dim=-1).float()  # (B, V, S)
+            return {prefix: hits.mean(), **{f"{prefix}_voice{v}": hits[:, v].mean() for v in range(self.n_voices)}}
+        scores = token_accuracy(predicted, batch["target"], self.pitch_range)
+        renamed = {"all": prefix, "onsets": f"{prefix}_onsets", "pitches": f"{prefix}_pitches"}
+        return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.tensor(v) for k, v in scores.items()}
+
+    def accuracy_weights(self, batch: dict, prefixes: tuple[str, ...] = ("acc",)) -> dict[str, int]:
+        """What each batch's onset and pitch accuracy averages over: its number of onsets, so the
+        epoch's value (Lightning's mean weighted by these counts, summed across devices too) is the
+        share of all the epoch's onsets, not a mean of per-batch shares."""
+        if self.encoding == "poly":
+            return {}
+        onsets = (batch["target"] < self.pitch_range.n_pitches) & batch["target_mask"].bool().unsqueeze(-1)
+        count = int(onsets.sum())
+        return {f"{prefix}_{kind}": count for prefix in prefixes for kind in ("onsets", "pitches")}
+
+    def baseline_logs(self, batch: dict) -> dict[str, Tensor]:
+        """Trivial baselines on the same targets: always hold; repeat the last input measure."""
+        if self.encoding == "poly":
+            return {}
+        truth = batch["target"]
+        hold = torch.full_like(truth, self.pitch_range.hold)
+        last = batch["inputs"][:, -1]
+        return {"baseline_hold_acc": (hold == truth).float().mean(), "baseline_repeat_acc": (last == truth).float().mean()}
+
+    def fill_logs(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
+        """Accuracy of filling one voice (cycled over batches) of the target measure, as ``rmvae
+        generate --task fill`` predicts it: every voice of the earlier measures visible (the real
+        ones here, teacher-forced; the task reads its own earlier output) and the other voices of
+        the target measure known."""
+        voice = batch_idx % self.n_voices
+        keep = torch.ones(self.n_voices, dtype=torch.bool, device=self.device)
+        keep[voice] = False
+        output = self.model(batch["inputs"], batch["input_mask"].bool(), batch["target"],
+                            batch["target_mask"].bool() & keep, sample=False, reconstruct=False)
+        predicted = self.model.decode_tokens(output.prediction)
+        if self.encoding == "poly":
+            hits = (predicted[:, voice, ..., 0].bool() == (batch["target"][:, voice, ..., 0] >= 0.5)).all(-1)
+        else:
+            hits = predicted[:, voice] == batch["target"][:, voice]
+        return {"acc_fill": hits.float().mean()}
+
+    def _accumulate_units(self, output: RMVAEOutput, mask: Tensor) -> None:
+        """Sums for the active-unit count: what the data moves each input posterior mean away
+        from its prior's mean, over every present measure of the epoch."""
+        if output.post_mu is None:
+            return
+        shift = output.post_mu if output.input_prior_mu is None else output.post_mu - output.input_prior_mu
+        present = mask.any(dim=-1)  # (B, T)
+        shift = shift[present].double()  # (N, Z)
+        sums = torch.stack([shift.new_full(shift.shape[1:], float(len(shift))), shift.sum(0), (shift ** 2).sum(0)])
+        self._unit_sums = sums if self._unit_sums is None else self._unit_sums + sums
+
+    def _log_active_units(self, stage: str) -> None:
+        """Active units of the epoch's input posteriors (:func:`rmvae.losses.active_units`) on the
+        shift of each posterior mean from its prior's mean, which is the posterior mean itself
+        under an N(0, I) prior. Zero means every encoder is switched off."""
+        sums, self._unit_sums = self._unit_sums, None
+        if sums is None:
+            return
+        sums = self.trainer.strategy.reduce(sums, reduce_op="sum") if self._trainer is not None else sums
+        self.log(f"{stage}/active_units", float(losses.active_units(*sums)), sync_dist=False)
