@@ -1,4 +1,6 @@
-"""What the band computes at each bar line: the measure ``offset`` after the last one played.
+"""What the band computes at each bar line: the measure the model was trained to predict,
+``data.offset`` measures after the last one played (the checkpoint's offset, which the engine
+schedules by; the predictor only runs the model on the window).
 
 A predictor is fed the measures as they complete (:meth:`push`: tokens ``(V, S)`` and the
 voices present ``(V,)``) and returns the predicted measure (:meth:`predict`: tokens ``(V, S)``,
@@ -80,7 +82,7 @@ class _Predictor:
         """Work that can be done before the measure is complete (none by default)."""
 
     def predict(self) -> np.ndarray:
-        """Tokens ``(V, S)`` of the measure ``offset`` after the last pushed one."""
+        """Tokens ``(V, S)`` of the measure the checkpoint predicts: ``data.offset`` after the last pushed one."""
         prior_mu, _, state = self.latent()
         return self.decode(prior_mu, state)
 

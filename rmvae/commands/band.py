@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from rmvae.config import VOICE_NAMES
 from rmvae.errors import UserError
@@ -95,16 +94,9 @@ def parse_programs(items: list[str], n_voices: int) -> list[int]:
 
 def load_checkpoint(path: str):
     """The trained module, refusing what the band cannot use (offset 1, the poly encoding)."""
-    from rmvae.module import load_module
+    from rmvae.evaluation import load_checkpoint as load_trained
 
-    checkpoint = Path(path)
-    if not checkpoint.is_file():
-        raise UserError(f"checkpoint '{checkpoint}' does not exist")
-    try:
-        module = load_module(checkpoint)
-    except Exception as error:  # torch/Lightning raise many types for a bad file
-        detail = str(error).splitlines()[0][:120] if str(error) else type(error).__name__
-        raise UserError(f"cannot load checkpoint '{checkpoint}' ({detail})") from None
+    module = load_trained(path)  # missing, corrupt or foreign files: one message each
     if module.config.data.offset != 2:
         raise UserError(OFFSET_MESSAGE if module.config.data.offset == 1 else
                         f"this checkpoint was trained with offset {module.config.data.offset}; the band needs offset 2")
