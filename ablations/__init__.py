@@ -2,47 +2,15 @@
 
 Modules:
     grids      grid → arm → dotted config overrides, the baseline, profiles, run ids.
-    run        ``python ablations/run.py --grid NAME``: plan, skip/resume, launch, aggregate.
+    runfolder  the layout of a grid folder and its run folders: file names, status, JSON reads.
+    runner     plan, skip/resume, launch and aggregate a grid (``run_one``, ``main``).
+    run        the command line, ``python ablations/run.py --grid NAME`` (or ``python -m ablations.run``).
     launchers  local (sequential), local-parallel (process pool), slurm (submitit).
     aggregate  tidy tables and Student-t statistics from the run folders (no torch).
 
-This package must stay importable without torch or Lightning: ``reports/build.py`` uses it.
+Imports run one way: ``rmvae`` ← ``ablations`` ← ``reports``. The report of a grid is built by
+``reports.build``, which reads what this package writes; the one place that calls it is the
+command line, :mod:`ablations.run`, which hands it to :func:`ablations.runner.main`. No other
+module here imports ``reports``. Apart from the trainer the runner loads for a real run (and the
+W&B mode it asks ``rmvae.train`` for), this package stays importable without torch or Lightning.
 """
-from __future__ import annotations
-
-import json
-import os
-import tempfile
-from pathlib import Path
-from typing import Any
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half.
-
-    Args:
-        path: destination; its folder is created if needed.
-        text: full content.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as tmp:
-            tmp.write(text)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    """Atomically write ``data`` as indented JSON with sorted keys."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_write_csv(frame, path: Path) -> None:
-    """Atomically write a pandas DataFrame as CSV (no index)."""
-    atomic_write_text(path, frame.to_csv(index=False))

@@ -17,28 +17,24 @@ Writes into ``OUT/<grid>/``:
 With n seeds the interval uses n − 1 degrees of freedom: for 3 seeds t = 4.30, so the
 interval is wide; more seeds (``--seeds``) narrow it. Three values are not bootstrapped.
 
-Usage: ``python ablations/aggregate.py --grid harmony --out reports/``.
+Usage: ``python -m ablations.aggregate --grid harmony --out reports/`` (or ``python ablations/aggregate.py``).
 """
 from __future__ import annotations
 
 import argparse
 import fnmatch
-import json
 import math
 import sys
 from pathlib import Path
-from typing import Any, Iterable
-
-if __package__ in (None, ""):  # run as a script: import the package from the repo root
-    _REPO = Path(__file__).resolve().parent.parent
-    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _REPO / "ablations"]
-    sys.path.insert(0, str(_REPO))
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from ablations import atomic_write_csv
+from ablations import runfolder
 from ablations.grids import DIRECT_ARM
+from ablations.runfolder import read_grid, read_json, run_folders
+from rmvae.files import atomic_write_csv
 from rmvae.intervals import mean_ci, t_critical
 
 CONFIDENCE = 0.95
@@ -125,55 +121,14 @@ def reference_key(metric: str) -> str:
     return BACH_PREFIX + metric.split("/", 1)[-1]
 
 
-# ---------------------------------------------------------------- reading run folders
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def read_grid(grid_dir: Path) -> dict[str, Any]:
-    """``grid.json`` of a grid folder (empty dict if missing)."""
-    return _read_json(Path(grid_dir) / "grid.json")
-
-
-def run_folders(grid_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
-    """Every ``runs/<id>/`` that has a ``run.json``, with that metadata, sorted by arm order and seed."""
-    grid_dir = Path(grid_dir)
-    grid = read_grid(grid_dir)
-    arm_order = grid.get("arm_order") or list(grid.get("arms", {}))
-    found = []
-    for run_dir in sorted((grid_dir / "runs").glob("*/")):
-        meta = _read_json(run_dir / "run.json")
-        if meta:
-            found.append((run_dir, meta))
-
-    def order(item):
-        arm = item[1].get("arm", "")
-        return (arm_order.index(arm) if arm in arm_order else len(arm_order), arm, item[1].get("seed", 0))
-
-    return sorted(found, key=order)
-
-
-def _status(run_dir: Path) -> tuple[str, str]:
-    if (run_dir / "DONE").exists():
-        return "done", ""
-    if (run_dir / "FAILED").exists():
-        text = (run_dir / "FAILED").read_text().strip()
-        return "failed", text.splitlines()[0] if text else "unknown reason"
-    if (run_dir / "checkpoints" / "last.ckpt").exists():
-        return "interrupted", ""
-    return "pending", ""
+# ---------------------------------------------------------------- reading run folders (ablations.runfolder)
 
 
 def status_table(grid_dir: Path) -> pd.DataFrame:
     rows = []
     for run_dir, meta in run_folders(grid_dir):
-        status, reason = _status(run_dir)
-        result = _read_json(run_dir / "result.json") or _read_json(run_dir / "train_result.json")
+        status, reason = runfolder.status(run_dir)
+        result = read_json(run_dir / runfolder.RESULT) or read_json(run_dir / runfolder.TRAIN_RESULT)
         rows.append(dict(run_id=meta.get("run_id", run_dir.name), grid=meta.get("grid"), arm=meta.get("arm"),
                          seed=meta.get("seed"), status=status, reason=reason,
                          wandb_run_id=result.get("wandb_run_id"), steps=result.get("steps"),
@@ -185,7 +140,7 @@ def runs_table(grid_dir: Path) -> pd.DataFrame:
     """Every run × logged row × metric, long format, from each run's ``metrics.csv``."""
     parts = []
     for run_dir, meta in run_folders(grid_dir):
-        path = run_dir / "metrics.csv"
+        path = run_dir / runfolder.METRICS_CSV
         if not path.exists():
             continue
         try:
@@ -211,9 +166,9 @@ def final_table(grid_dir: Path) -> pd.DataFrame:
     """One row per finished run × test metric."""
     rows = []
     for run_dir, meta in run_folders(grid_dir):
-        if not (run_dir / "DONE").exists():
+        if not runfolder.is_done(run_dir):
             continue
-        for metric, value in sorted(_read_json(run_dir / "test_metrics.json").items()):
+        for metric, value in sorted(read_json(run_dir / runfolder.TEST_METRICS).items()):
             rows.append(dict(run_id=meta.get("run_id", run_dir.name), grid=meta.get("grid"), arm=meta.get("arm"),
                              seed=meta.get("seed"), metric=metric, value=float(value)))
     return pd.DataFrame(rows, columns=FINAL_COLUMNS)
@@ -312,8 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", default=None, help="arm to compare with (default: the grid's reference)")
     args = parser.parse_args(argv)
     grid_dir = args.out / args.grid
-    if not (grid_dir / "runs").is_dir():
-        grids = sorted(p.name for p in args.out.glob("*/") if (p / "runs").is_dir()) if args.out.is_dir() else []
+    if not (grid_dir / runfolder.RUNS).is_dir():
+        grids = sorted(p.name for p in args.out.glob("*/") if (p / runfolder.RUNS).is_dir()) \
+            if args.out.is_dir() else []
         print(f"ablations/aggregate.py: error: no runs in {grid_dir}; grids with runs under {args.out}: "
               f"{', '.join(grids) or 'none'}", file=sys.stderr)
         return 2

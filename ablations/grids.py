@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablations import runfolder
 from rmvae.config import PROFILES  # noqa: F401  (re-exported: the grids' profiles are the training profiles)
 from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides, parse_overrides, profile_overrides
 
@@ -50,6 +51,7 @@ BASELINE: dict[str, Any] = {
     "loss.harmony": True,
     "data.n_measures": 8,
     "data.offset": 1,
+    "loss.elbo_terms": "subsampled",
 }
 
 # grid → arm → overrides. Arm names are unique across grids so that `all` is a plain union.
@@ -146,7 +148,7 @@ class RunSpec:
     config: Config
 
     def run_dir(self, grid_dir: Path) -> Path:
-        return Path(grid_dir) / "runs" / self.run_id
+        return runfolder.run_dir(grid_dir, self.run_id)
 
     def meta(self) -> dict[str, Any]:
         """What ``run.json`` records: enough to place the run in the grid's tables."""
@@ -334,7 +336,7 @@ def check_grid_folder(grid_dir: Path, plan: GridPlan) -> bool:
     Raises:
         GridMismatchError: ``grid.json`` differs from the plan's definition; nothing is deleted.
     """
-    path = Path(grid_dir) / "grid.json"
+    path = Path(grid_dir) / runfolder.GRID_JSON
     if not path.exists():
         return False
     try:

@@ -19,11 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ablations import atomic_write_text
+from ablations import runfolder
 from ablations.grids import RunSpec
 from rmvae.config import Config
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cpu_count() -> int:
@@ -158,9 +156,7 @@ def make_executor(folder: Path, cluster: str | None = None, partition: str | Non
 def launch_slurm(specs: Sequence[RunSpec], grid_dir: Path, run_fn: Callable, cluster: str | None = None,
                  **executor_options: Any) -> list[dict[str, Any]]:
     """Submit one job per spec (an array), wait for them, return the rank-0 outcomes."""
-    # Jobs import `ablations` (and whatever module run_fn lives in) by name.
-    paths = [str(REPO_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    # Jobs import run_fn's module by name: `ablations` is installed with the project (pip install -e .).
     executor = make_executor(Path(grid_dir) / "submitit", cluster=cluster, **executor_options)
     job_fn = SubmititRun(run_fn)
     with executor.batch():
@@ -174,8 +170,8 @@ def launch_slurm(specs: Sequence[RunSpec], grid_dir: Path, run_fn: Callable, clu
         except Exception as error:  # the job itself failed (cancelled, out of requeues, node failure)
             reason = f"submitit job {job.job_id} failed: {type(error).__name__}: {str(error).strip()[-500:]}"
             run_dir = spec.run_dir(grid_dir)
-            if not (run_dir / "DONE").exists():
-                atomic_write_text(run_dir / "FAILED", reason + "\n")
+            if not runfolder.is_done(run_dir):
+                runfolder.mark_failed(run_dir, reason)
             outcome = dict(run_id=spec.run_id, status="failed", reason=reason, wandb_run_id=None, seconds=0.0)
         _progress(index, len(submitted), spec, outcome)
         outcomes.append(outcome)

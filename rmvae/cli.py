@@ -56,6 +56,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from rmvae.cli import main as package_main  # so errors raised inside commands are this module's classes
-
-    sys.exit(package_main())
+    sys.exit(main())

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from rmvae.config import Config
 from rmvae.data.datamodule import ChoraleDataModule
 from rmvae.data.sampling import ExactResume
+from rmvae.files import atomic_write_text
 from rmvae.module import RMVAEModule, TrainingDiverged
 
 __all__ = ["train", "TrainingDiverged", "wandb_mode"]
@@ -56,12 +57,6 @@ def _loggers(config: Config, out_dir: Path) -> list:
     return loggers
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def build_trainer(config: Config, out_dir: Path, loggers: list, progress_bar: bool = True) -> L.Trainer:
     train = config.train
     best = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="best", monitor=MONITOR,
@@ -94,7 +89,7 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
     out_dir.mkdir(parents=True, exist_ok=True)
     config_json = out_dir / "config.json"
     if not config_json.exists():
-        _atomic_write(config_json, config.to_json())
+        atomic_write_text(config_json, config.to_json())
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")

@@ -23,14 +23,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
-if str(REPO) not in sys.path:  # `ablations` is a folder of the repo, not an installed package
-    sys.path.insert(0, str(REPO))
 
-from ablations import atomic_write_json, atomic_write_text
 from ablations.grids import (BASELINE, BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS, GRID_CHOICES, GRIDS, PROFILES, SHARED_KEYS,
                              expand_grid, experiment_key, run_id, toggle_tags)
-from ablations.run import main, run_one, run_status
+from ablations.run import main
+from ablations.runfolder import run_status
+from ablations.runner import run_one
 from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides
+from rmvae.files import atomic_write_json, atomic_write_text
 
 PNG_1X1 = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
                         "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
@@ -575,7 +575,7 @@ def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
 
 
 def test_wandb_is_offline_unless_the_user_chose_or_logged_in(tmp_path, monkeypatch):
-    from ablations.run import configure_wandb_mode
+    from ablations.runner import configure_wandb_mode
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: not logged in
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -591,7 +591,7 @@ def test_wandb_is_offline_unless_the_user_chose_or_logged_in(tmp_path, monkeypat
 
 
 def test_auto_launcher_runs_cpu_profiles_in_parallel_and_gpu_budgets_one_by_one():
-    from ablations.run import resolve_launcher
+    from ablations.runner import resolve_launcher
 
     assert resolve_launcher("auto", "quick", devices=1) == "local-parallel"
     assert resolve_launcher("auto", "cpu", devices=1) == "local-parallel"

@@ -11,8 +11,6 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:  # `ablations` is a folder of the repo, not an installed package
-    sys.path.insert(0, str(REPO))
 
 from ablations.aggregate import (DIRECT_METRICS, PAIRED_COLUMNS, aggregate, mean_interval, metric_direction,
                                  paired_table, summary_table)

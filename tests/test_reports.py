@@ -1,7 +1,6 @@
 """reports/build.py: figures + report.md from saved tables, without torch or Lightning."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -15,30 +14,23 @@ import pretty_midi
 import pytest
 from scipy.io import wavfile
 
+from test_aggregate import FINAL, T_2DF, make_grid_folder  # hand-made grid folder (tests/ is on sys.path)
+
+from ablations.aggregate import aggregate
+from ablations.grids import DIRECT_ARM, DOSE_WEIGHTS
+from reports import build as report_build
+from reports import figures, sections, text
+from reports.samples import copy_samples
+from reports.tables import load_tables
+
 REPO = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
-for path in (REPO, TESTS):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
-from test_aggregate import FINAL, T_2DF, make_grid_folder  # noqa: E402  (hand-made grid folder)
-
-from ablations.aggregate import aggregate  # noqa: E402
-from ablations.grids import DIRECT_ARM, DOSE_WEIGHTS  # noqa: E402
 
 
-def _load_build():
-    spec = importlib.util.spec_from_file_location("reports_build_under_test", REPO / "reports" / "build.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _capturing_build(monkeypatch):
-    """reports/build.py with ``_save`` kept from writing: the figures it would save, in order."""
-    build, drawn = _load_build(), []
-    monkeypatch.setattr(build, "_save", lambda figure, path: drawn.append(figure) or path)
-    return build, drawn
+def _capturing_figures(monkeypatch) -> list:
+    """Keeps ``reports.figures._save`` from writing: the figures it would save, in order."""
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda figure, path: drawn.append(figure) or path)
+    return drawn
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,8 @@ def built(tmp_path_factory):
              "try:\n    runpy.run_path('reports/build.py', run_name='__main__')\n"
              "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
              "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'torch', 'lightning', "
-             "'pytorch_lightning', 'rmvae'} and m != 'rmvae' and not m.startswith(('rmvae.config', 'rmvae.intervals')))\n"
+             "'pytorch_lightning', 'rmvae'} and m != 'rmvae'\n"
+             "        and not m.startswith(('rmvae.config', 'rmvae.intervals', 'rmvae.files')))\n"
              "print('HEAVY', heavy)")
     result = subprocess.run([sys.executable, "-c", probe, str(root)], cwd=REPO, capture_output=True, text=True,
                             timeout=180)
@@ -130,18 +123,17 @@ def test_report_opens_with_does_the_model_learn(built):
 
 
 def test_beats_sentence_without_a_verdict():
-    build = _load_build()
-    straddles = build._beats("a", "positional unigram", dict(n=3, mean=0.2, ci_low=-0.1, ci_high=0.5))
+    straddles = text.beats("a", "positional unigram", dict(n=3, mean=0.2, ci_low=-0.1, ci_high=0.5))
     assert straddles.startswith("`a`: cannot tell with 3 seeds whether it beats the positional unigram")
-    single = build._beats("a", "positional unigram", dict(n=1, mean=0.2, ci_low=math.nan, ci_high=math.nan))
+    single = text.beats("a", "positional unigram", dict(n=1, mean=0.2, ci_low=math.nan, ci_high=math.nan))
     assert "cannot tell with 1 seed whether" in single and "no interval" in single
 
 
 def test_nll_figure_draws_the_unigram_line(tmp_path, monkeypatch):
     grid_dir = make_grid_folder(tmp_path)
     tables = aggregate(grid_dir)
-    build, drawn = _capturing_build(monkeypatch)
-    path = build.plot_nll_vs_unigram(tables["runs"], tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
+    drawn = _capturing_figures(monkeypatch)
+    path = figures.plot_nll_vs_unigram(tables["runs"], tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
     assert path.name == "nll_vs_unigram.png"
     (axis,) = drawn[0].axes
     handles, labels = axis.get_legend_handles_labels()
@@ -152,7 +144,7 @@ def test_nll_figure_draws_the_unigram_line(tmp_path, monkeypatch):
 
 def test_report_on_a_grid_without_finished_runs(tmp_path):
     grid_dir = make_grid_folder(tmp_path, final={}, failed=(("ref", 0, "ValueError: boom"),))
-    report = _load_build().build(grid_dir).read_text()
+    report = report_build.build(grid_dir).read_text()
     assert "No figures yet" in report and "ValueError: boom" in report
     assert "## Does the model learn?" in report and "No test NLL yet" in report
 
@@ -167,10 +159,9 @@ def test_build_command_line_errors(tmp_path):
 
 
 def test_smallest_detectable_difference_by_hand():
-    build = _load_build()
-    assert round(build.detectable_difference(3, 1.0), 4) == 2.4841  # 4.302653 / √3
-    assert build.detectable_difference(10, 2.0) == pytest.approx(2.2621571627 * 2 / math.sqrt(10), abs=1e-8)
-    assert math.isnan(build.detectable_difference(1, math.nan))
+    assert round(text.detectable_difference(3, 1.0), 4) == 2.4841  # 4.302653 / √3
+    assert text.detectable_difference(10, 2.0) == pytest.approx(2.2621571627 * 2 / math.sqrt(10), abs=1e-8)
+    assert math.isnan(text.detectable_difference(1, math.nan))
 
 
 def test_comparison_table_shows_the_smallest_detectable_difference(built):
@@ -186,25 +177,23 @@ def test_comparison_table_shows_the_smallest_detectable_difference(built):
 
 
 def test_valid_range_of_metric_names():
-    build = _load_build()
     for metric in ("test/acc", "train/acc_step", "val/acc_onsets", "test/unigram_acc", "greedy/repeat_rate",
                    "bach/dissonance_rate_ci_high", "latent/pitch_class_distance"):
-        assert build.valid_range(metric) == (0.0, 1.0), metric
+        assert figures.valid_range(metric) == (0.0, 1.0), metric
     for metric in ("val/nll", "test/unigram_nll", "val/recon_nll", "train/kl_inputs_epoch", "test/kl",
                    "test/recon_full_term", "greedy/note_length_entropy", "sampled/distinct_pitches_per_voice",
                    "val/active_units", "greedy/onsets_per_measure"):
-        assert build.valid_range(metric) == (0.0, None), metric
+        assert figures.valid_range(metric) == (0.0, None), metric
     for metric in ("test/gain_vs_unigram", "test/gain_vs_unigram_ci_low", "test/elbo", "train/loss_step",
                    "test/harmony", "lr-Adam"):
-        assert build.valid_range(metric) == (None, None), metric
+        assert figures.valid_range(metric) == (None, None), metric
 
 
 def test_bands_are_clipped_to_the_valid_range():
-    build = _load_build()
     half = T_2DF * 0.05 / math.sqrt(3)  # 0.9, 0.95, 1.0: mean 0.95, sd 0.05 → t-interval [0.826, 1.074]
-    assert build.band("test/acc")([0.9, 0.95, 1.0]) == pytest.approx((0.95 - half, 1.0))
-    assert build.band("test/elbo")([0.9, 0.95, 1.0]) == pytest.approx((0.95 - half, 0.95 + half))
-    low, high = build.band("val/nll")([0.0, 0.1, 0.5])  # mean 0.2, sd √0.07 → low −0.457, clipped at 0
+    assert figures.band("test/acc")([0.9, 0.95, 1.0]) == pytest.approx((0.95 - half, 1.0))
+    assert figures.band("test/elbo")([0.9, 0.95, 1.0]) == pytest.approx((0.95 - half, 0.95 + half))
+    low, high = figures.band("val/nll")([0.0, 0.1, 0.5])  # mean 0.2, sd √0.07 → low −0.457, clipped at 0
     assert low == 0.0 and high == pytest.approx(0.2 + T_2DF * math.sqrt(0.07) / math.sqrt(3))
 
 
@@ -219,19 +208,19 @@ def _error_bars(axis) -> dict[int, tuple[float, float]]:
 
 
 def test_no_band_for_an_arm_with_two_seeds(tmp_path, monkeypatch):
-    build, drawn = _capturing_build(monkeypatch)
-    assert all(math.isnan(bound) for bound in build.band("test/acc")([0.5, 0.6]))  # t(1) = 12.7: not drawn
+    drawn = _capturing_figures(monkeypatch)
+    assert all(math.isnan(bound) for bound in figures.band("test/acc")([0.5, 0.6]))  # t(1) = 12.7: not drawn
     grid_dir = make_grid_folder(tmp_path, final={key: value for key, value in FINAL.items() if key != ("new", 2)})
     tables = aggregate(grid_dir)
-    build.plot_final_metrics(tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
+    figures.plot_final_metrics(tables["final"], ["ref", "new", DIRECT_ARM], tmp_path)
     axis = next(axis for axis in drawn[0].axes if axis.get_title() == "test/acc")
     assert [label.get_text() for label in axis.get_xticklabels()] == ["ref", "new", DIRECT_ARM]
     assert set(_error_bars(axis)) == {0, 2}  # ref and the direct predictor (3 seeds), not new (2)
     assert _error_bars(axis)[0] == (0.0, 1.0)  # ref's acc 0.5, 1, 2.5: interval clipped to [0, 1]
-    build.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
+    figures.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
     bands = [c for c in drawn[1].axes[0].collections if len(c.get_paths())]  # val/active_units: ref, new
     assert len(bands) == 1  # only ref's
-    report = build.build(grid_dir).read_text()
+    report = report_build.build(grid_dir).read_text()
     assert "Fewer than 3 finished seeds: `new` (2). Their intervals are not shown in the figures" in report
     assert "t = 12.7" in report
 
@@ -239,8 +228,8 @@ def test_no_band_for_an_arm_with_two_seeds(tmp_path, monkeypatch):
 def test_curves_give_each_arm_its_own_dashes(tmp_path, monkeypatch):
     grid_dir = make_grid_folder(tmp_path)
     tables = aggregate(grid_dir)
-    build, drawn = _capturing_build(monkeypatch)
-    build.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
+    drawn = _capturing_figures(monkeypatch)
+    figures.plot_collapse(tables["runs"], ["ref", "new", DIRECT_ARM], tmp_path)
     handles, labels = drawn[0].axes[0].get_legend_handles_labels()
     styles = {label: handle.get_linestyle() for handle, label in zip(handles, labels)}
     assert styles["ref"] == "-" and styles["new"] != "-"  # identical curves stay visible
@@ -262,8 +251,7 @@ def test_one_wav_per_arm_beside_the_midi(tmp_path):
     end = {"ref": _write_midi(grid_dir / "runs" / "ref0" / "sample.mid", 2.5),
            DIRECT_ARM: _write_midi(grid_dir / "runs" / f"{DIRECT_ARM}0" / "sample.mid", 40.0)}
     tables = aggregate(grid_dir)
-    build = _load_build()
-    samples = build.copy_samples(grid_dir, tables["status"], ["ref", "new", DIRECT_ARM])
+    samples = copy_samples(grid_dir, tables["status"], ["ref", "new", DIRECT_ARM])
     for arm, seconds in (("ref", end["ref"]), (DIRECT_ARM, 30.0)):  # capped at 30 s
         assert samples[arm]["wav"] == f"samples/{arm}.wav"
         rate, audio = wavfile.read(grid_dir / samples[arm]["wav"])
@@ -318,9 +306,8 @@ def make_dose_folder(root: Path, grid: str = "harmony_weight", nll=DOSE_NLL, sta
 
 
 def test_dose_response_report_by_hand(tmp_path):
-    build = _load_build()
-    assert build.GRADIENT_SHARE_RATIO == {"harmony": 0.289, "scale": 0.159}
-    report = build.build(make_dose_folder(tmp_path)).read_text()
+    assert sections.GRADIENT_SHARE_RATIO == {"harmony": 0.289, "scale": 0.159}
+    report = report_build.build(make_dose_folder(tmp_path)).read_text()
     section = report.split("## Dose response", 1)[1].split("\n## ", 1)[0]
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]}
@@ -347,7 +334,7 @@ def test_dose_response_report_by_hand(tmp_path):
 def test_dose_response_not_detectable_and_missing(tmp_path):
     nll = {0.0: (2.0, 2.0, 2.0), 0.6: (2.0, 2.1, 2.2), 20.0: (2.1, 1.9, 2.0)}  # no 0.06 and 2 arms
     stat = {0.0: (0.2, 0.2, 0.2), 0.6: (0.2, 0.2, 0.2), 20.0: (0.3, 0.15, 0.25)}  # +0.1, −0.05, +0.05
-    report = _load_build().build(make_dose_folder(tmp_path, "scale_weight", nll, stat,
+    report = report_build.build(make_dose_folder(tmp_path, "scale_weight", nll, stat,
                                                   "latent/pitch_class_distance")).read_text()
     section = report.split("## Dose response", 1)[1].split("\n## ", 1)[0]
     assert "Missing (no finished runs or not in their test metrics): `scale_w0.06`, `scale_w2`." in section
@@ -356,7 +343,7 @@ def test_dose_response_not_detectable_and_missing(tmp_path):
     assert f"(20) raises `latent/pitch_class_distance` by 0.03333 [{1 / 30 - half:.4g}, {1 / 30 + half:.4g}]" in section
     assert "(not detectable at 3 seeds) at a cost of 0 [" in section
     # no statistic at all: said in one line, no crash, the NLL panel alone
-    report = _load_build().build(make_dose_folder(tmp_path / "none", stat=None)).read_text()
+    report = report_build.build(make_dose_folder(tmp_path / "none", stat=None)).read_text()
     assert "`latent/dissonance_rate`." in report and "No paired comparison of a weight with weight 0 yet." in report
     assert (tmp_path / "none" / "harmony_weight" / "figures" / "dose_response.png").exists()
 
@@ -393,8 +380,7 @@ def make_claim_folder(root: Path, values: dict[str, dict[str, tuple]], grid: str
 
 def _thesis_report(grid_dir: Path) -> tuple[str, str]:
     """The report (figures and samples left out) and its thesis section."""
-    build = _load_build()
-    report = build.write_report(grid_dir, build.load_tables(grid_dir), [], {}).read_text()
+    report = report_build.write_report(grid_dir, load_tables(grid_dir), [], {}).read_text()
     return report, report.split("## What the thesis concluded, and the evidence here", 1)[1].split("\n## ", 1)[0]
 
 
