@@ -48,8 +48,8 @@ class PositionalUnigram:
 
 def target_tokens(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Every window's target tokens ``(N, V, S)`` and present voices ``(N, V)``, in dataset order."""
-    key = "target_tokens" if getattr(dataset, "encoding", "mono") == "poly" else "target"
     items = [dataset[i] for i in range(len(dataset))]
+    key = "target_tokens" if items and "target_tokens" in items[0] else "target"  # poly items carry the tokens too
     return (np.stack([item[key].numpy() for item in items]),
             np.stack([item["target_mask"].numpy() for item in items]))
 

@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 
 from rmvae.baselines import unigram_scores
 from rmvae.data.datamodule import ChoraleDataModule
-from rmvae.data.encoding import PitchRange, poly_to_notes, tokens_to_notes
 from rmvae.errors import UserError
 from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS, musical_statistics, pitch_class_distance, slice_measures
@@ -46,13 +45,6 @@ def load_checkpoint(path: str | Path, encoding: str | None = None) -> RMVAEModul
         raise UserError(f"checkpoint '{path}' uses the {hparams['encoding_info']['encoding']} encoding; "
                         f"this needs {encoding}")
     return load_module(path).eval()
-
-
-def measures_to_notes(measures: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
-    """Note list of a piece given as tokens ``(T, V, S)`` or poly arrays ``(T, V, S, P, 2)``."""
-    if measures.ndim == 3:
-        return tokens_to_notes(measures, pitch_range)
-    return poly_to_notes(measures, pitch_range)
 
 
 def test_datamodule(module: RMVAEModule, cache_dir=None) -> ChoraleDataModule:
@@ -137,8 +129,8 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
         if len(piece.tokens) < seed_measures + continue_measures:
             continue
         real = datamodule.datasets[split].measures_of(piece)[:seed_measures + continue_measures]
-        seed_notes = slice_measures(measures_to_notes(real, pitch_range), 0, seed_measures)
-        real_notes = measures_to_notes(real, pitch_range)
+        real_notes = module.encoding.to_notes(real, pitch_range)
+        seed_notes = slice_measures(real_notes, 0, seed_measures)
         bach = musical_statistics(real_notes, n_voices, seed_measures, continue_measures)
         bach["pitch_class_distance"] = pitch_class_distance(slice_measures(real_notes, seed_measures, continue_measures),
                                                             seed_notes)
@@ -147,7 +139,7 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
             generator = Generator(module, sampling)
             start = Piece(real[:seed_measures], np.zeros((seed_measures, n_voices), bool), piece.key_shift)
             result = generator.complete(start, continue_measures)
-            notes = measures_to_notes(result.measures, pitch_range)
+            notes = module.encoding.to_notes(result.measures, pitch_range)
             stats = musical_statistics(notes, n_voices, seed_measures, continue_measures)
             stats["pitch_class_distance"] = pitch_class_distance(slice_measures(notes, seed_measures, continue_measures),
                                                                  seed_notes)

@@ -22,6 +22,7 @@ from rmvae import losses
 from rmvae.config import Config, with_added_fields
 from rmvae.data.encoding import PitchRange
 from rmvae.data.sampling import step_seed
+from rmvae.encodings import encoding_named
 from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_measures, reparameterise
 from rmvae.step_metrics import StepMetrics
 
@@ -81,7 +82,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         self.config = Config.from_dict(with_added_fields(config))  # checkpoints of older versions too
         self.pitch_range = PitchRange(encoding_info["low"], encoding_info["high"])
         self.n_voices = encoding_info["n_voices"]
-        self.encoding = encoding_info["encoding"]
+        self.encoding = encoding_named(encoding_info["encoding"])  # an Encoding; the checkpoint keeps the name
         self.model = RMVAE(self.config.model, self.n_voices, self.pitch_range.n_pitches, self.encoding)
         self._last_finite: dict[str, float] = {}
         self._unit_sums: Tensor | None = None  # (3, Z): count, Σ shift, Σ shift² over the eval epoch
@@ -121,19 +122,12 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         return torch.rand(batch_size, measures, device=device).argsort(dim=1)[:, :k]
 
     def reconstruction(self, decoded: Decoded, truth: Tensor, voice_mask: Tensor) -> Tensor:
-        if self.encoding == "mono":
-            return losses.mono_recon(decoded.pitch_logits, decoded.hold_logits, truth, voice_mask)
-        return losses.poly_recon(decoded.activation_logits, decoded.duration, truth, voice_mask)
+        return self.encoding.recon_loss(decoded, truth, voice_mask)
 
     def music_terms(self, decoded: Decoded, truth: Tensor, truth_mask: Tensor) -> dict[str, Tensor]:
         """Scale, rhythm and harmony terms of a predicted measure, per sample ``(B,)``."""
-        if self.encoding == "mono":
-            sounding = losses.sounding_distribution(decoded.pitch_logits, decoded.hold_logits)
-            pc = losses.pitch_class_mass(sounding, self.pitch_range.low)  # (B, V, S, 12)
-            rhythm = losses.rhythm_loss(decoded.pitch_logits, decoded.hold_logits, truth, truth_mask)
-        else:
-            pc = losses.poly_pitch_class_mass(decoded.activation_logits, self.pitch_range.low)
-            rhythm = losses.poly_rhythm_loss(decoded.activation_logits, truth, truth_mask)
+        pc = self.encoding.pitch_class_mass(decoded, self.pitch_range.low)  # (B, V, S, 12)
+        rhythm = self.encoding.rhythm_loss(decoded, truth, truth_mask)
         harmony = losses.harmony_terms(pc)  # (B, 3)
         return {"scale": losses.scale_loss(pc, truth, truth_mask, self.pitch_range.low, self.pitch_range.n_pitches),
                 "rhythm": rhythm, "harmony_semitone": harmony[:, 0], "harmony_tone": harmony[:, 1],

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from rmvae import losses
-from rmvae.metrics import token_accuracy
 from rmvae.model.rmvae import RMVAEOutput
 
 
@@ -23,32 +22,22 @@ class StepMetrics:
     def accuracy_logs(self, output: RMVAEOutput, batch: dict, prefix: str = "acc") -> dict[str, Tensor]:
         """Accuracy of the greedy decoding of the target measure: all, onsets only, pitches only, per voice."""
         predicted = self.model.decode_tokens(output.prediction)
-        if self.encoding == "poly":
-            truth_active = batch["target"][..., 0] >= 0.5  # (B, V, S, P)
-            hits = (predicted[..., 0].bool() == truth_active).all(dim=-1).float()  # (B, V, S)
-            return {prefix: hits.mean(), **{f"{prefix}_voice{v}": hits[:, v].mean() for v in range(self.n_voices)}}
-        scores = token_accuracy(predicted, batch["target"], self.pitch_range)
+        scores = self.encoding.accuracy(predicted, batch["target"], self.pitch_range)
         renamed = {"all": prefix, "onsets": f"{prefix}_onsets", "pitches": f"{prefix}_pitches"}
-        return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.tensor(v) for k, v in scores.items()}
+        return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.as_tensor(v) for k, v in scores.items()}
 
     def accuracy_weights(self, batch: dict, prefixes: tuple[str, ...] = ("acc",)) -> dict[str, int]:
         """What each batch's onset and pitch accuracy averages over: its number of onsets, so the
         epoch's value (Lightning's mean weighted by these counts, summed across devices too) is the
         share of all the epoch's onsets, not a mean of per-batch shares."""
-        if self.encoding == "poly":
+        count = self.encoding.n_onsets(batch["target"], batch["target_mask"], self.pitch_range)
+        if count is None:  # no onset accuracy
             return {}
-        onsets = (batch["target"] < self.pitch_range.n_pitches) & batch["target_mask"].bool().unsqueeze(-1)
-        count = int(onsets.sum())
         return {f"{prefix}_{kind}": count for prefix in prefixes for kind in ("onsets", "pitches")}
 
     def baseline_logs(self, batch: dict) -> dict[str, Tensor]:
-        """Trivial baselines on the same targets: always hold; repeat the last input measure."""
-        if self.encoding == "poly":
-            return {}
-        truth = batch["target"]
-        hold = torch.full_like(truth, self.pitch_range.hold)
-        last = batch["inputs"][:, -1]
-        return {"baseline_hold_acc": (hold == truth).float().mean(), "baseline_repeat_acc": (last == truth).float().mean()}
+        """Trivial baselines on the same targets (mono: always hold; repeat the last input measure)."""
+        return self.encoding.baseline_accuracy(batch["inputs"], batch["target"], self.pitch_range)
 
     def fill_logs(self, batch: dict, batch_idx: int) -> dict[str, Tensor]:
         """Accuracy of filling one voice (cycled over batches) of the target measure, as ``rmvae
@@ -61,10 +50,7 @@ class StepMetrics:
         output = self.model(batch["inputs"], batch["input_mask"].bool(), batch["target"],
                             batch["target_mask"].bool() & keep, sample=False, reconstruct=False)
         predicted = self.model.decode_tokens(output.prediction)
-        if self.encoding == "poly":
-            hits = (predicted[:, voice, ..., 0].bool() == (batch["target"][:, voice, ..., 0] >= 0.5)).all(-1)
-        else:
-            hits = predicted[:, voice] == batch["target"][:, voice]
+        hits = self.encoding.step_hits(predicted[:, voice], batch["target"][:, voice])
         return {"acc_fill": hits.float().mean()}
 
     def _accumulate_units(self, output: RMVAEOutput, mask: Tensor) -> None:

@@ -89,9 +89,7 @@ class Generator:
 
     def empty(self, n_measures: int) -> np.ndarray:
         """Silent measures ``(T, V, S[, P, 2])``."""
-        if self.module.encoding == "mono":
-            return np.full((n_measures, self.n_voices, STEPS_PER_MEASURE), self.pitch_range.rest, dtype=np.int64)
-        return np.zeros((n_measures, self.n_voices, STEPS_PER_MEASURE, self.pitch_range.n_pitches, 2), np.float32)
+        return self.module.encoding.empty(n_measures, self.n_voices, self.pitch_range)
 
     def _window(self, measures: np.ndarray, present: np.ndarray, target: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs ``(1, W, V, S…)`` and mask ``(1, W, V)`` for the prediction of measure ``target``."""
@@ -211,7 +209,7 @@ class Generator:
                 eps = torch.from_numpy(rng.standard_normal((n_seed, self.model.config.z_dim)).astype(np.float32))
                 seed = self.model.decode_tokens(self.model.decode_first_measures(eps)).numpy()
         elif kind in ("uniform", "binomial"):
-            if self.module.encoding != "mono":
+            if not self.module.encoding.monophonic:
                 raise TaskError(f"{kind} noise seeds are defined for the mono encoding; use gaussian")
             shape = (n_seed, self.n_voices, STEPS_PER_MEASURE)
             if kind == "uniform":

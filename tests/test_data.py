@@ -253,7 +253,7 @@ def test_inputs_carry_nothing_after_the_last_input_bar_line(chorale_folder, cach
 
 def test_poly_input_duration_stops_at_the_bar_line(chorale_folder, cache_dir):
     """A whole note tied over the window's end reads as lasting to the bar line, not beyond."""
-    from rmvae.data.datamodule import clip_at_window_end
+    from rmvae.encodings.poly import clip_at_window_end
 
     durations = np.zeros((2, 1, 16), dtype=np.int16)
     durations[1, 0, 4] = 40  # onset at step 4 of the last measure, held 40 steps in the piece

@@ -1,13 +1,16 @@
 """RMVAE shapes, posterior/prior equivalences, incremental API and an overfit check."""
 import itertools
+import types
 
 import pytest
 import torch
+from torch import nn
 
 from rmvae import losses
-from rmvae.config import STEPS_PER_MEASURE, THESIS_DESIGN, ModelConfig
-from rmvae.model import RMVAE
+from rmvae.config import STEPS_PER_MEASURE, THESIS_DESIGN, Config, LossConfig, ModelConfig
+from rmvae.model import RMVAE, layers
 from rmvae.model.poe import product_of_experts
+from rmvae.module import RMVAEModule
 
 S = STEPS_PER_MEASURE
 B, T, V, P = 2, 3, 4, 12
@@ -311,11 +314,8 @@ def test_sampled_input_reconstruction_is_unbiased(monkeypatch):
     Exact enumeration instead of Monte Carlo: each draw is forced in turn; sampling, dropout and
     the subset terms are switched off so that only the input-reconstruction term differs.
     """
-    from rmvae.config import Config, LossConfig, ModelConfig as MC
-    from rmvae.module import RMVAEModule
-
     measures = 4
-    config = Config(model=MC(size="small", z_dim=8, dropout_fc=0.0, dropout_rnn=0.0),
+    config = Config(model=ModelConfig(size="small", z_dim=8, dropout_fc=0.0, dropout_rnn=0.0),
                     loss=LossConfig(n_subsets=0, recon_inputs_measures=1, elbo_terms="full"))
     torch.manual_seed(0)
     module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
@@ -338,14 +338,12 @@ def test_sampled_input_reconstruction_is_unbiased(monkeypatch):
 
 
 def test_elbo_terms_full_trains_the_full_set_term_only():
-    from rmvae.config import Config, LossConfig, ModelConfig as MC
-    from rmvae.module import RMVAEModule
-
     info = {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V}
-    subsampled = RMVAEModule(Config(model=MC(size="small", z_dim=8), loss=LossConfig(n_subsets=2)).to_dict(), info)
+    subsampled = RMVAEModule(Config(model=ModelConfig(size="small", z_dim=8),
+                                    loss=LossConfig(n_subsets=2)).to_dict(), info)
     names = [name for name, _ in subsampled.elbo_masks(B, "cpu")]
     assert names == ["full"] + [f"voice{v}" for v in range(V)] + ["subset", "subset"]
-    full = RMVAEModule(Config(model=MC(size="small", z_dim=8),
+    full = RMVAEModule(Config(model=ModelConfig(size="small", z_dim=8),
                               loss=LossConfig(n_subsets=2, elbo_terms="full")).to_dict(), info)
     (name, mask), = full.elbo_masks(B, "cpu")
     assert name == "full" and mask.all()
@@ -359,10 +357,7 @@ def _no_sampling(from_experts):
 
 
 def test_recon_measure_sample_draws_distinct_measures():
-    from rmvae.config import Config, LossConfig, ModelConfig as MC
-    from rmvae.module import RMVAEModule
-
-    config = Config(model=MC(size="small", z_dim=8), loss=LossConfig(recon_inputs_measures=3))
+    config = Config(model=ModelConfig(size="small", z_dim=8), loss=LossConfig(recon_inputs_measures=3))
     module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
     module.train()
     torch.manual_seed(0)
@@ -373,3 +368,33 @@ def test_recon_measure_sample_draws_distinct_measures():
     assert counts.min() > 0.7 * 1500 / 8 and counts.max() < 1.3 * 1500 / 8  # uniform over the 8 measures
     module.eval()
     assert module.recon_measure_sample(500, 8, "cpu") is None  # validation reconstructs every measure
+
+
+def test_lstm_layer_matches_nn_lstm():
+    """The private kernel (layers.lstm_layer), layer by layer, gives nn.LSTM's outputs and states."""
+    torch.manual_seed(0)
+    lstm = nn.LSTM(6, 5, num_layers=2, bidirectional=True)
+    x, zeros = torch.randn(S, 7, 6), torch.zeros(2, 7, 5)
+    out, (h_n, c_n) = lstm(x)
+    first, h0, c0 = layers.lstm_layer(lstm, 0, x, (zeros, zeros))
+    second, h1, c1 = layers.lstm_layer(lstm, 1, first, (zeros, zeros))
+    for got, want in ((second, out), (torch.cat([h0, h1]), h_n), (torch.cat([c0, c1]), c_n)):
+        assert torch.allclose(got, want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("missing", ["kernel", "weights"])
+def test_run_lstm_falls_back_to_the_public_call(monkeypatch, missing):
+    """Without torch._VF.lstm or nn.LSTM._flat_weights, run_lstm (train mode, dropout) gives the same numbers
+    (the private path would raise AttributeError: what runs is the public fallback)."""
+    lstm = nn.LSTM(6, 5, num_layers=3, batch_first=True, bidirectional=True, dropout=0.04)
+    x = torch.randn(7, S, 6)
+    torch.manual_seed(1)
+    private = layers.run_lstm(lstm, x)
+    if missing == "kernel":
+        monkeypatch.setattr(torch, "_VF", types.SimpleNamespace())  # nn.LSTM keeps its own reference
+    else:
+        monkeypatch.delattr(lstm, "_flat_weights")
+    torch.manual_seed(1)
+    fallback = layers.run_lstm(lstm, x)
+    for a, b in ((private[0], fallback[0]), *zip(private[1], fallback[1])):
+        assert torch.equal(a, b)

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from rmvae.config import STEPS_PER_MEASURE
-from rmvae.model.rmvae import RMVAE, Decoded
+from rmvae.model.rmvae import RMVAE
 
 
 class _Predictor:
@@ -34,7 +34,7 @@ class _Predictor:
 
     def __init__(self, model: RMVAE, n_measures: int, band_voices, temperature: float = 0.0,
                  top_k: int | None = None, seed: int | None = None):
-        if model.encoding != "mono":
+        if not model.encoding.monophonic:
             raise ValueError("the band player needs a model trained on the mono encoding")
         if n_measures < 1:
             raise ValueError(f"n_measures must be ≥ 1; got {n_measures}")
@@ -71,8 +71,8 @@ class _Predictor:
         """
         x = self.model.decoder_input(z, state)
         outputs = [self.model.decoders[v](x) for v in self.band_voices]
-        decoded = Decoded(pitch_logits=torch.stack([o[0] for o in outputs], dim=1),  # (1, Vb, S, P+1)
-                          hold_logits=torch.stack([o[1] for o in outputs], dim=1))  # (1, Vb, S)
+        decoded = self.model.encoding.as_decoded(torch.stack([o[0] for o in outputs], dim=1),  # (1, Vb, S, P+1)
+                                                 torch.stack([o[1] for o in outputs], dim=1))  # (1, Vb, S)
         band = self.model.decode_tokens(decoded, self.temperature, self.top_k, self.generator)[0]  # (Vb, S)
         tokens = np.full((self.model.n_voices, STEPS_PER_MEASURE), self.model.n_pitches, dtype=np.int64)
         tokens[list(self.band_voices)] = band.numpy()

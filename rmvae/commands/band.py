@@ -100,8 +100,8 @@ def load_checkpoint(path: str):
     if module.config.data.offset != 2:
         raise UserError(OFFSET_MESSAGE if module.config.data.offset == 1 else
                         f"this checkpoint was trained with offset {module.config.data.offset}; the band needs offset 2")
-    if module.encoding != "mono":
-        raise UserError(f"this checkpoint uses the {module.encoding} encoding; the band player needs a mono model")
+    if not module.encoding.monophonic:
+        raise UserError(f"this checkpoint uses the {module.encoding.name} encoding; the band player needs a mono model")
     return module
 
 

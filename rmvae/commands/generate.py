@@ -79,11 +79,7 @@ def read_piece(args, module, path: str | None, chorale: str | None, one_voice: b
         hint = " (harmonize takes a file holding only the melody)" if one_voice else ""
         raise UserError(f"{label} cannot be used: {error}{hint}") from None
     encoded, _ = encode_piece(score, module.pitch_range)
-    measures = encoded.tokens.astype(np.int64)
-    if module.encoding == "poly":
-        from rmvae.data.datamodule import WindowDataset
-
-        measures = WindowDataset([encoded], 1, 1, module.pitch_range, "poly").measures_of(encoded)
+    measures = module.encoding.measures_of(encoded.tokens, encoded.durations, module.pitch_range)
     if args.seed_measures:
         measures = measures[:args.seed_measures]
     return Piece(measures, np.zeros(measures.shape[:2], dtype=bool), score.key_shift, score.tempo)
@@ -93,7 +89,7 @@ def run(args) -> int:
     import numpy as np
 
     from rmvae.errors import UserError
-    from rmvae.evaluation import load_checkpoint, measures_to_notes
+    from rmvae.evaluation import load_checkpoint
     from rmvae.render import midi_to_wav, notes_to_midi, pianoroll_png
     from rmvae.tasks import Generator, Sampling, TaskError, parse_mask
 
@@ -137,7 +133,7 @@ def run(args) -> int:
         raise UserError(str(error)) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    notes = measures_to_notes(result.measures, module.pitch_range)
+    notes = module.encoding.to_notes(result.measures, module.pitch_range)
     tempo = args.tempo or result.tempo
     notes_to_midi(notes, out, tempo=tempo, programs=args.program, key_shift=result.key_shift, n_voices=module.n_voices)
     seed_measures = int(np.argmax(result.generated.any(axis=1))) if result.generated.any() else 0

@@ -18,6 +18,7 @@ from rmvae.config import STEPS_PER_MEASURE, DataConfig
 from rmvae.data.corpus import Corpus, load_corpus, pitch_range_of
 from rmvae.data.encoding import PitchRange, notes_to_tokens
 from rmvae.data.sampling import EpochShuffle
+from rmvae.encodings import MONO, Encoding, encoding_named
 
 SPLITS = ("train", "val", "test")
 
@@ -60,20 +61,6 @@ def onset_durations(tokens: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
     return durations.reshape(n_voices, n_measures, steps).transpose(1, 0, 2).copy()
 
 
-def clip_at_window_end(durations: np.ndarray) -> np.ndarray:
-    """Input note lengths ``(T, V, S)`` cut at the last input bar line.
-
-    Durations are counted over the whole piece; a note still sounding when the window ends
-    would otherwise tell the model how many steps of the measures after it are held (a leak of
-    the target into the inputs). Clipped, it reads like a mono hold at the last step: sounding
-    until the bar line, nothing said about after.
-    """
-    measures = durations.shape[0]
-    steps_left = (measures * STEPS_PER_MEASURE
-                  - np.arange(measures * STEPS_PER_MEASURE).reshape(measures, 1, STEPS_PER_MEASURE))
-    return np.minimum(durations, steps_left).astype(durations.dtype)
-
-
 def window_indices(n_measures_per_piece: list[int], offset: int) -> np.ndarray:
     """(piece, target measure) pairs: every target with at least one real input measure."""
     pairs = [(piece, target) for piece, length in enumerate(n_measures_per_piece) for target in range(offset, length)]
@@ -84,9 +71,9 @@ class WindowDataset(Dataset):
     """Items are dicts: ``inputs`` (T, V, S) or (T, V, S, P, 2), ``input_mask`` (T, V), ``target``, ``target_mask`` (V)."""
 
     def __init__(self, pieces: list[EncodedPiece], n_measures: int, offset: int, pitch_range: PitchRange,
-                 encoding: str = "mono"):
+                 encoding: Encoding | str = MONO):
         self.pieces, self.n_measures, self.offset = pieces, n_measures, offset
-        self.pitch_range, self.encoding = pitch_range, encoding
+        self.pitch_range, self.encoding = pitch_range, encoding_named(encoding)
         self.windows = window_indices([len(p.tokens) for p in pieces], offset)
         n_voices = pieces[0].tokens.shape[1] if pieces else 0
         # Pad every piece on the left with n_measures rest measures so a window is one slice.
@@ -97,20 +84,9 @@ class WindowDataset(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _to_poly(self, tokens: np.ndarray, durations: np.ndarray) -> np.ndarray:
-        poly = np.zeros(tokens.shape + (self.pitch_range.n_pitches, 2), dtype=np.float32)
-        onset = tokens < self.pitch_range.n_pitches
-        index = np.nonzero(onset)
-        pitch = tokens[onset].astype(np.int64)
-        poly[index + (pitch, np.zeros_like(pitch))] = 1.0
-        poly[index + (pitch, np.ones_like(pitch))] = durations[onset]
-        return poly
-
     def measures_of(self, piece: EncodedPiece) -> np.ndarray:
         """A whole piece in this dataset's encoding: tokens ``(T, V, S)`` or poly ``(T, V, S, P, 2)``."""
-        if self.encoding == "mono":
-            return piece.tokens.astype(np.int64)
-        return self._to_poly(piece.tokens, piece.durations)
+        return self.encoding.measures_of(piece.tokens, piece.durations, self.pitch_range)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         piece, target = self.windows[index]
@@ -125,16 +101,9 @@ class WindowDataset(Dataset):
         item = {"input_mask": torch.from_numpy(input_mask),
                 "target_mask": torch.ones(inputs.shape[1], dtype=torch.bool),
                 "piece": torch.tensor(piece), "target_index": torch.tensor(target)}
-        if self.encoding == "mono":
-            item["inputs"] = torch.from_numpy(inputs.astype(np.int64))
-            item["target"] = torch.from_numpy(target_tokens.astype(np.int64))
-        else:
-            durations = self._padded_durations[piece]
-            input_durations = clip_at_window_end(durations[first_input:last_input + 1])
-            item["inputs"] = torch.from_numpy(self._to_poly(inputs, input_durations))
-            item["target"] = torch.from_numpy(self._to_poly(target_tokens, durations[target + self.n_measures]))
-            item["input_tokens"] = torch.from_numpy(inputs.astype(np.int64))
-            item["target_tokens"] = torch.from_numpy(target_tokens.astype(np.int64))
+        durations = self._padded_durations[piece]  # views: only the poly encoding reads them
+        item.update(self.encoding.window_fields(inputs, target_tokens, durations[first_input:last_input + 1],
+                                                durations[target + self.n_measures], self.pitch_range))
         return item
 
 

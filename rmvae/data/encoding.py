@@ -144,6 +144,17 @@ def notes_to_poly(notes: np.ndarray, n_measures: int, n_voices: int,
     return np.ascontiguousarray(poly.transpose(1, 0, 2, 3, 4)), n_folded
 
 
+def tokens_to_poly(tokens: np.ndarray, durations: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
+    """Tokens ``(..., S)`` and their onset durations → ``(..., S, P, 2)`` float32 activation/duration."""
+    poly = np.zeros(tokens.shape + (pitch_range.n_pitches, 2), dtype=np.float32)
+    onset = tokens < pitch_range.n_pitches
+    index = np.nonzero(onset)
+    pitch = tokens[onset].astype(np.int64)
+    poly[index + (pitch, np.zeros_like(pitch))] = 1.0
+    poly[index + (pitch, np.ones_like(pitch))] = durations[onset]
+    return poly
+
+
 def poly_to_notes(poly: np.ndarray, pitch_range: PitchRange, threshold: float = 0.5) -> np.ndarray:
     """Decode ``(T, V, S, P, 2)``: a note wherever activation ≥ threshold, length = rounded duration ≥ 1."""
     n_measures, n_voices, steps, n_pitches, _ = poly.shape

@@ -1,7 +1,8 @@
 """Per-voice measure decoders: a latent ``(N, Z)`` (and the temporal state, when the model's
 decoders read it) → one voice's measure as logits (SPEC §2.6).
 
-Both decoders mirror their encoders and end in the heads of the encoding:
+Both decoders mirror their encoders and end in the heads of the encoding (built and applied by
+:class:`rmvae.encodings.Encoding`):
 
 - mono: ``to_pitch`` → pitch+rest logits ``(N, S, P+1)`` (softmax) and ``to_hold`` →
   note_continue logit ``(N, S)`` (sigmoid); the thesis's fix for the silent-output collapse.
@@ -12,22 +13,13 @@ Heads return logits, never probabilities.
 """
 from __future__ import annotations
 
-import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from rmvae.config import STEPS_PER_MEASURE, ModelConfig
-from rmvae.model.encoders import (CONV_STRIDES, BiLSTMStack, Dropout, conv_channels, conv_grid, fc_stack,
-                                  relu_linear)
-
-ENCODINGS = ("mono", "poly")
-
-
-def n_features(encoding: str, n_pitches: int) -> int:
-    """Per-step input features: P+2 one-hot classes (mono) or P×(activation, duration) (poly)."""
-    if encoding not in ENCODINGS:
-        raise ValueError(f"encoding={encoding!r} is not valid; choose one of {ENCODINGS}")
-    return n_pitches + 2 if encoding == "mono" else 2 * n_pitches
+from rmvae.encodings import Encoding, encoding_named
+from rmvae.model.layers import (CONV_STRIDES, BiLSTMStack, Dropout, conv_channels, conv_grid, fc_stack,
+                                relu_linear)
 
 
 class _Heads(nn.Module):
@@ -41,27 +33,19 @@ class _Heads(nn.Module):
         self.measure_fc = fc_stack(in_features, measure_widths, config.dropout_fc)
         return measure_widths, tuple(reversed(layers["frame_fc"]))
 
-    def _build_heads(self, in_features: int, encoding: str, n_pitches: int) -> None:
-        n_features(encoding, n_pitches)  # validates the encoding
-        self.encoding = encoding
-        if encoding == "mono":
-            self.to_pitch = nn.Linear(in_features, n_pitches + 1)  # pitches + rest
-            self.to_hold = nn.Linear(in_features, 1)  # note_continue
-        else:
-            self.to_activation = nn.Linear(in_features, n_pitches)
-            self.to_duration = nn.Linear(in_features, n_pitches)
+    def _build_heads(self, in_features: int, encoding: Encoding | str, n_pitches: int) -> None:
+        self.encoding = encoding_named(encoding)
+        self.encoding.build_heads(self, in_features, n_pitches)
 
     def _apply_heads(self, frames: Tensor) -> tuple[Tensor, Tensor]:
         """``(N, S, H)`` → mono ``(pitch (N, S, P+1), hold (N, S))`` or poly ``(activation, duration)``."""
-        if self.encoding == "mono":
-            return self.to_pitch(frames), self.to_hold(frames).squeeze(-1)
-        return self.to_activation(frames), torch.relu(self.to_duration(frames))
+        return self.encoding.apply_heads(self, frames)
 
 
 class VoiceDecoder(_Heads):
     """RNN decoder: z → FC (reversed measure FC) → 16 frames (layer-normed) → bidirectional LSTM → per-frame FC → heads."""
 
-    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
+    def __init__(self, config: ModelConfig, encoding: Encoding | str, n_pitches: int, in_features: int):
         super().__init__()
         measure_widths, frame_widths = self._build_measure_fc(config, in_features)
         self.frame_size = frame_widths[0]
@@ -84,10 +68,10 @@ class VoiceDecoder(_Heads):
 class ConvVoiceDecoder(_Heads):
     """Conv decoder: z → FC → transposed 5×5 convolutions back to a (16, F') image → per-frame FC → heads."""
 
-    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
+    def __init__(self, config: ModelConfig, encoding: Encoding | str, n_pitches: int, in_features: int):
         super().__init__()
         channels = tuple(reversed(conv_channels(config))) + (1,)
-        self.grid = conv_grid(n_features(encoding, n_pitches))  # (4, ⌈F/8⌉)
+        self.grid = conv_grid(encoding_named(encoding).n_features(n_pitches))  # (4, ⌈F/8⌉)
         measure_widths, frame_widths = self._build_measure_fc(config, in_features)
         self.to_grid = nn.Sequential(relu_linear(measure_widths[-1], channels[0] * self.grid[0] * self.grid[1]),
                                      nn.ReLU())
@@ -118,7 +102,7 @@ class ConvVoiceDecoder(_Heads):
 class FCVoiceDecoder(_Heads):
     """FC decoder: z → FC (reversed measure FC) → 16 frames → per-frame FC → heads (mirror of the FC encoder)."""
 
-    def __init__(self, config: ModelConfig, encoding: str, n_pitches: int, in_features: int):
+    def __init__(self, config: ModelConfig, encoding: Encoding | str, n_pitches: int, in_features: int):
         super().__init__()
         measure_widths, frame_widths = self._build_measure_fc(config, in_features)
         self.frame_size = frame_widths[0]

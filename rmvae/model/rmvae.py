@@ -11,26 +11,13 @@ from dataclasses import dataclass
 import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from rmvae.config import STEPS_PER_MEASURE, ModelConfig
-from rmvae.model.decoders import ConvVoiceDecoder, FCVoiceDecoder, VoiceDecoder, n_features
-from rmvae.model.encoders import ConvVoiceEncoder, FCVoiceEncoder, VoiceEncoder, run_lstm
+from rmvae.encodings import Decoded, Encoding, encoding_named
+from rmvae.model.decoders import ConvVoiceDecoder, FCVoiceDecoder, VoiceDecoder
+from rmvae.model.encoders import ConvVoiceEncoder, FCVoiceEncoder, VoiceEncoder
+from rmvae.model.layers import run_lstm
 from rmvae.model.poe import product_of_experts, recurrent_posteriors
-
-
-@dataclass
-class Decoded:
-    """Decoder outputs for every voice; the fields of the other encoding are None.
-
-    mono: ``pitch_logits (..., V, S, P+1)``, ``hold_logits (..., V, S)``;
-    poly: ``activation_logits (..., V, S, P)``, ``duration (..., V, S, P)`` (≥ 0, sixteenths).
-    """
-
-    pitch_logits: Tensor | None = None
-    hold_logits: Tensor | None = None
-    activation_logits: Tensor | None = None
-    duration: Tensor | None = None
 
 
 @dataclass
@@ -98,19 +85,20 @@ class RMVAE(nn.Module):
         config: architecture (size preset, encoder kind, z_dim, RPoE, dropout, design switches).
         n_voices: V, one encoder and one decoder each (weights not shared).
         n_pitches: P, the shared pitch range.
-        encoding: "mono" (tokens, C = P+2 classes) or "poly" (activation + duration).
+        encoding: an :class:`~rmvae.encodings.Encoding` or its name: "mono" (tokens, C = P+2
+            classes) or "poly" (activation + duration).
     """
 
-    def __init__(self, config: ModelConfig, n_voices: int, n_pitches: int, encoding: str):
+    def __init__(self, config: ModelConfig, n_voices: int, n_pitches: int, encoding: Encoding | str):
         super().__init__()
         if n_voices < 1 or n_pitches < 1:
             raise ValueError(f"need n_voices ≥ 1 and n_pitches ≥ 1; got {n_voices}, {n_pitches}")
         self.config = config
         self.n_voices = n_voices
         self.n_pitches = n_pitches
-        self.encoding = encoding
+        self.encoding = encoding_named(encoding)
         self.has_latents = config.kind == "rmvae"
-        self.n_features = n_features(encoding, n_pitches)  # validates the encoding
+        self.n_features = self.encoding.n_features(n_pitches)
         encoder_cls, decoder_cls = {"rnn": (VoiceEncoder, VoiceDecoder), "conv": (ConvVoiceEncoder, ConvVoiceDecoder),
                                     "fc": (FCVoiceEncoder, FCVoiceDecoder)}[config.encoder]
         layers = config.layers()
@@ -120,7 +108,7 @@ class RMVAE(nn.Module):
         self.state_size = width + (per_measure if config.skip_last_measure else 0)
         decoder_in = (config.z_dim if self.has_latents else 0) + (self.state_size if config.decoder_context else 0)
         self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
-        self.decoders = nn.ModuleList(decoder_cls(config, encoding, n_pitches, decoder_in) for _ in range(n_voices))
+        self.decoders = nn.ModuleList(decoder_cls(config, self.encoding, n_pitches, decoder_in) for _ in range(n_voices))
         # Per measure the temporal LSTM reads the experts' means side by side or z_t (zeroed where
         # no voice is present), and the voice mask.
         self.temporal = nn.LSTM(per_measure + n_voices, width, num_layers=n_layers, batch_first=True,
@@ -136,11 +124,7 @@ class RMVAE(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """Tokens ``(..., S)`` int → one-hot ``(..., S, P+2)``; poly ``(..., S, P, 2)`` → ``(..., S, 2P)``."""
-        if self.encoding == "mono":
-            return F.one_hot(x.long(), self.n_features).float()
-        if x.shape[-2:] != (self.n_pitches, 2):
-            raise ValueError(f"poly input must end in (P, 2) = ({self.n_pitches}, 2); got {tuple(x.shape)}")
-        return rearrange(x.float(), "... s p k -> ... s (p k)")
+        return self.encoding.features(x, self.n_pitches)
 
     # --- encoder side -----------------------------------------------------------------------
 
@@ -241,9 +225,7 @@ class RMVAE(nn.Module):
         outputs = [decoder(flat) for decoder in self.decoders]
         first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
         second = torch.stack([o[1] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][1].shape[1:])
-        if self.encoding == "mono":
-            return Decoded(pitch_logits=first, hold_logits=second)
-        return Decoded(activation_logits=first, duration=second)
+        return self.encoding.as_decoded(first, second)
 
     # --- full pass --------------------------------------------------------------------------
 
@@ -357,55 +339,20 @@ class RMVAE(nn.Module):
         predictive distribution; decoding the mean latent instead can fall where no sample goes.
         """
         decoded = self.decode(draw_latents(mu, logvar, n_samples, generator), state)  # state broadcasts over draws
-        if self.encoding == "poly":
-            active = torch.sigmoid(decoded.activation_logits).mean(0)
-            return Decoded(activation_logits=torch.logit(active, eps=1e-6), duration=decoded.duration.mean(0))
-        hold = torch.sigmoid(decoded.hold_logits).mean(0)  # (B, V, S)
-        pitch = (torch.sigmoid(-decoded.hold_logits).unsqueeze(-1) * torch.softmax(decoded.pitch_logits, -1)).mean(0)
-        return Decoded(pitch_logits=torch.log(pitch.clamp_min(1e-12)), hold_logits=torch.logit(hold, eps=1e-6))
+        return self.encoding.predictive_mean(decoded)
 
     # --- output heads → symbols -------------------------------------------------------------
 
     @torch.no_grad()
     def decode_tokens(self, decoded: Decoded, temperature: float = 0.0, top_k: int | None = None,
                       generator: torch.Generator | None = None) -> Tensor:
-        """Turn head outputs into symbols.
+        """Turn head outputs into symbols (:meth:`rmvae.encodings.Encoding.decode_tokens`).
 
         mono: greedy (``temperature == 0``): note_continue where sigmoid(hold) ≥ 0.5, else the
-        argmax of pitches+rest (SPEC §1). With ``temperature > 0`` the hold is a Bernoulli sample
-        of sigmoid(hold_logit / temperature) and the pitch a sample of softmax(logits / temperature)
-        over the ``top_k`` most likely classes. A hold right after a rest is a rest. Returns
-        tokens ``(..., V, S)`` int64. A hold at step 0 continues the previous measure's last note.
-
-        poly: a note wherever sigmoid(activation) ≥ 0.5 (or a Bernoulli sample at
-        ``temperature > 0``), its duration rounded to ≥ 1 sixteenth; returns ``(..., V, S, P, 2)`` float.
+        argmax of pitches+rest; sampled: hold and pitch drawn at ``temperature`` over the ``top_k``
+        most likely classes; tokens ``(..., V, S)`` int64. poly: a note wherever sigmoid(activation)
+        ≥ 0.5 (or sampled), its duration rounded to ≥ 1 sixteenth; ``(..., V, S, P, 2)`` float.
         """
         if temperature < 0:
             raise ValueError(f"temperature must be ≥ 0; got {temperature}")
-        if self.encoding == "poly":
-            if temperature == 0:
-                active = decoded.activation_logits >= 0  # sigmoid ≥ 0.5
-            else:
-                probs = torch.sigmoid(decoded.activation_logits / temperature)
-                active = torch.bernoulli(probs, generator=generator).bool()
-            duration = torch.where(active, decoded.duration.round().clamp(min=1), torch.zeros_like(decoded.duration))
-            return torch.stack([active.float(), duration], dim=-1)
-
-        pitch_logits, hold_logits = decoded.pitch_logits, decoded.hold_logits
-        rest, hold = self.n_pitches, self.n_pitches + 1
-        if temperature == 0:
-            is_hold = hold_logits >= 0
-            pitch = pitch_logits.argmax(dim=-1)
-        else:
-            is_hold = torch.bernoulli(torch.sigmoid(hold_logits / temperature), generator=generator).bool()
-            logits = pitch_logits / temperature
-            if top_k is not None and top_k < logits.shape[-1]:
-                kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            probs = torch.softmax(logits, dim=-1).reshape(-1, logits.shape[-1])
-            pitch = torch.multinomial(probs, 1, generator=generator).reshape(logits.shape[:-1])
-        tokens = torch.where(is_hold, torch.full_like(pitch, hold), pitch)
-        for step in range(1, tokens.shape[-1]):  # a hold after a rest holds nothing: rest
-            after_rest = (tokens[..., step] == hold) & (tokens[..., step - 1] == rest)
-            tokens[..., step] = torch.where(after_rest, rest, tokens[..., step])
-        return tokens
+        return self.encoding.decode_tokens(decoded, temperature, top_k, generator)
