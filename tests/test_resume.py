@@ -83,3 +83,9 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     torch.manual_seed(123)  # the global generator plays no part
     again = EpochShuffle(50, seed=3)
     assert list(again) == first and again.order(1) == second and EpochShuffle(50, seed=4).order(0) != first
+
+
+def test_step_seed_depends_on_seed_step_and_rank_only():
+    seeds = {step_seed(seed, step, rank) for seed in (0, 1) for step in range(50) for rank in (0, 1)}
+    assert len(seeds) == 200 and all(0 <= s < 2 ** 63 for s in seeds)  # distinct streams, valid torch seeds
+    assert step_seed(3, 17, 1) == step_seed(3, 17, 1)
