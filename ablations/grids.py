@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from ablations import runfolder
-from rmvae.config import PROFILES  # noqa: F401  (re-exported: the grids' profiles are the training profiles)
-from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides, parse_overrides, profile_overrides
+from rmvae.config import Config, ConfigError, apply_overrides, parse_overrides
+from rmvae.profiles import PROFILES  # noqa: F401  (re-exported: the grids' profiles are the training profiles)
+from rmvae.profiles import THESIS_DESIGN, profile_overrides
 
 # Bump when the meaning of a grid, the baseline or a profile changes: output folders made
 # by another version are refused (grid.json) instead of silently mixed.

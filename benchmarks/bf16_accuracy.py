@@ -20,7 +20,8 @@ def accuracy_check(steps: int, seeds: list[int], threads: int, max_pieces: int, 
     """One row per (precision, seed): validation accuracy, NLL, the baselines' accuracy, steps and time."""
     import torch
 
-    from rmvae.config import THESIS_DESIGN, Config, apply_overrides
+    from rmvae.config import Config, apply_overrides
+    from rmvae.profiles import THESIS_DESIGN
     from rmvae.data.datamodule import ChoraleDataModule
     from rmvae.module import load_module
     from rmvae.train import train

@@ -62,7 +62,8 @@ def _build(size: str, **loss):
     """The thesis design with the ``loss`` overrides, seeded (every variant has the same weights), and a batch."""
     import torch
 
-    from rmvae.config import THESIS_DESIGN, Config, TrainConfig, apply_overrides
+    from rmvae.config import Config, TrainConfig, apply_overrides
+    from rmvae.profiles import THESIS_DESIGN
     from rmvae.module import RMVAEModule
 
     config = apply_overrides(Config(train=TrainConfig(wandb=False)), {

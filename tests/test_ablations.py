@@ -29,7 +29,8 @@ from ablations.grids import (BASELINE, BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS, G
 from ablations.run import main
 from ablations.runfolder import run_status
 from ablations.runner import run_one
-from rmvae.config import THESIS_DESIGN, Config, ConfigError, apply_overrides
+from rmvae.config import Config, ConfigError, apply_overrides
+from rmvae.profiles import THESIS_DESIGN
 from rmvae.files import atomic_write_json, atomic_write_text
 
 PNG_1X1 = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"

@@ -7,7 +7,8 @@ import torch
 from torch import nn
 
 from rmvae import losses
-from rmvae.config import STEPS_PER_MEASURE, THESIS_DESIGN, Config, LossConfig, ModelConfig
+from rmvae.config import STEPS_PER_MEASURE, Config, LossConfig, ModelConfig
+from rmvae.profiles import THESIS_DESIGN
 from rmvae.model import RMVAE, layers
 from rmvae.model.poe import product_of_experts
 from rmvae.module import RMVAEModule
@@ -17,7 +18,7 @@ B, T, V, P = 2, 3, 4, 12
 SIZES = [("small", 1.0), ("medium", 0.25)]
 CASES = [(size, scale, encoder, encoding) for (size, scale), encoder, encoding
          in itertools.product(SIZES, ("rnn", "conv"), ("mono", "poly"))]
-# The thesis's model design (config.THESIS_DESIGN's model keys) as ModelConfig fields: the temporal
+# The thesis's model design (profiles.THESIS_DESIGN's model keys) as ModelConfig fields: the temporal
 # LSTM over sampled PoE/RPoE latents, N(0, I) priors, z-only decoders. The encoder kind is left
 # to each test's own parameter (the thesis's is "rnn").
 THESIS_MODEL = {key.split(".", 1)[1]: value for key, value in THESIS_DESIGN.items()

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from rmvae.config import (STEPS_PER_MEASURE, THESIS_DESIGN, Config, DataConfig, LossConfig, ModelConfig, TrainConfig,
+from rmvae.config import (STEPS_PER_MEASURE, Config, DataConfig, LossConfig, ModelConfig, TrainConfig,
                           apply_overrides)
+from rmvae.profiles import THESIS_DESIGN
 from rmvae.data.encoding import VOICE, notes_to_tokens, tokens_to_notes
 from rmvae.evaluation import load_checkpoint
 from rmvae.evaluation import test_datamodule as evaluation_datamodule  # not a test: renamed for pytest
@@ -360,7 +361,7 @@ def test_unknown_noise_kind(module):
 
 @pytest.fixture(scope="module")
 def thesis_module(module):
-    """A module of the thesis design (config.THESIS_DESIGN: temporal LSTM over sampled latents,
+    """A module of the thesis design (profiles.THESIS_DESIGN: temporal LSTM over sampled latents,
     PoE/RPoE posteriors with N(0, I), z-only decoders) on the trained module's data settings and
     pitch range. Its voice encoders are the trained module's own (the encoder kind is kept, so
     they fit), so that pieces are told apart; the rest is untrained, which interpolation does not

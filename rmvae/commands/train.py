@@ -9,7 +9,8 @@ import argparse
 import json
 from pathlib import Path
 
-from rmvae.config import PROFILES, Config, apply_overrides, profile_overrides
+from rmvae.config import Config, apply_overrides
+from rmvae.profiles import PROFILES, profile_overrides
 
 FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
     "source": "data.source", "transpose": "data.transpose", "offset": "data.offset", "encoding": "data.encoding",
