@@ -49,7 +49,6 @@ def gradient_norms(module, batch, seed: int) -> tuple[dict[str, float], dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
-    sys.path.insert(0, str(REPO))
     from ablations.grids import DOSE_WEIGHTS
     from rmvae.data.datamodule import ChoraleDataModule
     from rmvae.module import load_module
