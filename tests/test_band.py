@@ -291,6 +291,18 @@ def test_count_in_clicks_before_the_first_downbeat():
                             (2.0, True), (2.5, False), (3.0, False), (3.5, False)]  # measure 1
 
 
+def test_engine_schedules_by_the_predictors_offset():
+    """The checkpoint's offset (rmvae band passes data.offset to the predictor) is the one the
+    engine schedules by, and it is checked there."""
+    engine = BandEngine(CachedPredictor(tiny_model(), 4, [1, 2, 3], offset=3), SimulatedClock(), file_player(2), 4, 0,
+                        (1, 2, 3), RANGE, tempo=120)
+    assert engine.offset == 3
+    assert BandEngine(StubPredictor(), SimulatedClock(), file_player(2), 4, 0, (1, 2, 3), RANGE, tempo=120).offset == 2
+    with pytest.raises(ValueError, match="offset"):
+        BandEngine(CachedPredictor(tiny_model(), 4, [1, 2, 3], offset=1), SimulatedClock(), file_player(2), 4, 0,
+                   (1, 2, 3), RANGE, tempo=120)
+
+
 def test_engine_refuses_offset_1():
     with pytest.raises(ValueError, match="offset"):
         BandEngine(StubPredictor(), SimulatedClock(), file_player(2), 4, 0, (1, 2, 3), RANGE, tempo=120, offset=1)

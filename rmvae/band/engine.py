@@ -195,7 +195,8 @@ class BandEngine:
         tempo: quarter notes per minute.
         n_measures: measures to play; None = until interrupted (Ctrl-C).
         offset: measures between the last input and the predicted one; must be ≥ 2 so a
-            prediction has at least one whole measure to finish.
+            prediction has at least one whole measure to finish. Default: the predictor's
+            ``offset``, the checkpoint's ``data.offset`` (2 for a predictor without one).
         output: where notes sound while playing (default: nowhere).
         metronome: click every beat (accent on the downbeat).
         lead_in: seconds between :meth:`run` and the count-in (or the first downbeat).
@@ -205,7 +206,7 @@ class BandEngine:
     """
 
     def __init__(self, predictor: Predictor, clock, player, n_voices: int, player_voice: int, band_voices,
-                 pitch_range: PitchRange, tempo: float, n_measures: int | None = None, offset: int = 2,
+                 pitch_range: PitchRange, tempo: float, n_measures: int | None = None, offset: int | None = None,
                  output: Output | None = None, metronome: bool = False, lead_in: float = 0.0, count_in: int = 0,
                  on_measure=None):
         band_voices = tuple(int(v) for v in band_voices)
@@ -213,6 +214,7 @@ class BandEngine:
             raise ValueError(f"player voice {player_voice} is not in [0, {n_voices})")
         if not band_voices or any(not 0 <= v < n_voices for v in band_voices) or player_voice in band_voices:
             raise ValueError(f"band voices {band_voices} must be in [0, {n_voices}) without the player's {player_voice}")
+        offset = offset if offset is not None else getattr(predictor, "offset", 2)  # the checkpoint's
         if offset < 2:
             raise ValueError(f"offset {offset}: a prediction made at a bar line for the measure that starts "
                              "there is always late; the band needs offset ≥ 2")

@@ -33,13 +33,14 @@ class _Predictor:
     """Shared parts: the window length, the decoding of the band voices, sampling options."""
 
     def __init__(self, model: RMVAE, n_measures: int, band_voices, temperature: float = 0.0,
-                 top_k: int | None = None, seed: int | None = None):
+                 top_k: int | None = None, seed: int | None = None, offset: int = 2):
         if not model.encoding.monophonic:
             raise ValueError("the band player needs a model trained on the mono encoding")
         if n_measures < 1:
             raise ValueError(f"n_measures must be ≥ 1; got {n_measures}")
         self.model = model.eval()
         self.n_measures = n_measures
+        self.offset = offset  # the checkpoint's data.offset: the engine schedules predictions by it
         self.band_voices = tuple(int(v) for v in band_voices)
         if not self.band_voices or min(self.band_voices) < 0 or max(self.band_voices) >= model.n_voices:
             raise ValueError(f"band voices {self.band_voices} must be in [0, {model.n_voices})")
@@ -103,8 +104,8 @@ class CachedPredictor(_Predictor):
     """
 
     def __init__(self, model: RMVAE, n_measures: int, band_voices, temperature: float = 0.0,
-                 top_k: int | None = None, seed: int | None = None):
-        super().__init__(model, n_measures, band_voices, temperature, top_k, seed)
+                 top_k: int | None = None, seed: int | None = None, offset: int = 2):
+        super().__init__(model, n_measures, band_voices, temperature, top_k, seed, offset)
         self.mu: deque[Tensor] = deque(maxlen=n_measures)  # each (V, Z)
         self.logvar: deque[Tensor] = deque(maxlen=n_measures)
         self.mask: deque[Tensor] = deque(maxlen=n_measures)  # each (V,)
@@ -160,8 +161,8 @@ class NaivePredictor(_Predictor):
     """Keeps the window's tokens and re-encodes all of it at every prediction (benchmark reference)."""
 
     def __init__(self, model: RMVAE, n_measures: int, band_voices, temperature: float = 0.0,
-                 top_k: int | None = None, seed: int | None = None):
-        super().__init__(model, n_measures, band_voices, temperature, top_k, seed)
+                 top_k: int | None = None, seed: int | None = None, offset: int = 2):
+        super().__init__(model, n_measures, band_voices, temperature, top_k, seed, offset)
         self.tokens: deque[Tensor] = deque(maxlen=n_measures)  # each (V, S)
         self.mask: deque[Tensor] = deque(maxlen=n_measures)
         self._rest = torch.full((model.n_voices, STEPS_PER_MEASURE), model.n_pitches, dtype=torch.long)

@@ -166,7 +166,7 @@ def _play(args, module, player, score, voice: int, band_voices: list[int], progr
     key_shift = score.key_shift if score is not None else 0
     predictor_class = NaivePredictor if args.re_encode else CachedPredictor
     predictor = predictor_class(module.model, data.n_measures, band_voices, temperature=args.temperature,
-                                top_k=args.top_k, seed=args.seed)
+                                top_k=args.top_k, seed=args.seed, offset=data.offset)
     output = None
     input_port = None
     if args.output_port is not None:
@@ -189,7 +189,7 @@ def _play(args, module, player, score, voice: int, band_voices: list[int], progr
     count_in = args.count_in if args.count_in is not None else (1 if input_port is not None else 0)
     clock = SimulatedClock() if args.headless else RealClock()
     engine = BandEngine(predictor, clock, player, n_voices, voice, band_voices, pitch_range, tempo,
-                        n_measures=n_measures, offset=data.offset, output=output, metronome=args.metronome,
+                        n_measures=n_measures, output=output, metronome=args.metronome,
                         lead_in=0.0 if args.headless else 0.5, count_in=count_in,
                         on_measure=None if (args.quiet or args.headless) else progress)
     try:
