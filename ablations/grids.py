@@ -50,6 +50,7 @@ BASELINE: dict[str, Any] = {
     "loss.scale": True,
     "loss.rhythm": True,
     "loss.harmony": True,
+    "loss.harmony_weights": (0.3, 0.3, 0.3),
     "data.n_measures": 8,
     "data.offset": 1,
     "loss.elbo_terms": "subsampled",
