@@ -26,8 +26,9 @@ from common import publish  # benchmarks/ is the script's folder
 REPO = Path(__file__).resolve().parent.parent
 
 
-def worker(config_file: str, run_dir: str, kill_at: int | None) -> None:
-    """Train the run; with ``kill_at``, die by SIGKILL when that training step starts."""
+def worker(config_file: str, run_dir: str, kill_at: int | None, cache_dir: Path) -> None:
+    """Train the run; with ``kill_at``, die by SIGKILL when that training step starts (also the
+    process ``tests/test_resume.py`` kills)."""
     from rmvae.config import Config
     from rmvae.module import RMVAEModule
     from rmvae.train import train
@@ -41,7 +42,7 @@ def worker(config_file: str, run_dir: str, kill_at: int | None) -> None:
             start(self, batch, batch_idx)
         RMVAEModule.on_train_batch_start = start_or_die
     train(Config.from_dict(json.loads(Path(config_file).read_text())), run_dir, progress_bar=False,
-          cache_dir=REPO / "data" / "cache")
+          cache_dir=cache_dir)
 
 
 def _run(config_file: Path, run_dir: Path, kill_at: int | None = None) -> int:
@@ -57,9 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kill-at", type=int, default=None, help="default: the middle of the third epoch")
     parser.add_argument("--deterministic", action="store_true")
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--cache-dir", type=Path, default=REPO / "data" / "cache", help="corpus cache")
     args = parser.parse_args(argv)
     if args.worker:
-        worker(*args.worker, args.kill_at)
+        worker(*args.worker, args.kill_at, args.cache_dir)
         return 0
 
     import pandas as pd

@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from rmvae.config import Config
 from rmvae.data.datamodule import ChoraleDataModule
 from rmvae.data.sampling import ExactResume
-from rmvae.files import atomic_write_text
+from rmvae.files import atomic_write_csv, atomic_write_text
 from rmvae.module import RMVAEModule, TrainingDiverged
 
 __all__ = ["train", "TrainingDiverged", "wandb_mode"]
@@ -147,10 +147,7 @@ def _merge_metrics(earlier: pd.DataFrame, metrics_csv: Path) -> None:
     """CSVLogger starts a fresh metrics.csv on resume: put the rows logged before the resume back."""
     latest = pd.read_csv(metrics_csv) if metrics_csv.exists() else earlier.iloc[:0]
     resumed_at = latest["step"].min() if len(latest) else float("inf")
-    merged = pd.concat([earlier[earlier["step"] < resumed_at], latest], ignore_index=True)
-    tmp = metrics_csv.with_name("metrics.csv.tmp")
-    merged.to_csv(tmp, index=False)
-    os.replace(tmp, metrics_csv)
+    atomic_write_csv(pd.concat([earlier[earlier["step"] < resumed_at], latest], ignore_index=True), metrics_csv)
 
 
 def torch_threads(n: int | None) -> None:

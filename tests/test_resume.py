@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,26 +14,10 @@ import torch
 from rmvae.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig
 from rmvae.data.sampling import EpochShuffle, step_seed
 
-# Trains the run described by argv[1] into argv[2]; with argv[3], SIGKILLs itself when the
-# training step of that number starts (after the checkpoint of the epoch before it).
-TRAIN_SCRIPT = textwrap.dedent("""
-    import os, signal, sys, json
-    import torch
-    torch.set_num_threads(1)
-    from rmvae.config import Config
-    from rmvae.module import RMVAEModule
-    from rmvae.train import train
-    config = Config.from_dict(json.loads(open(sys.argv[1]).read()))
-    if len(sys.argv) > 3:
-        kill_at = int(sys.argv[3])
-        start = RMVAEModule.on_train_batch_start
-        def start_or_die(self, batch, batch_idx):
-            if self.global_step == kill_at:
-                os.kill(os.getpid(), signal.SIGKILL)
-            start(self, batch, batch_idx)
-        RMVAEModule.on_train_batch_start = start_or_die
-    train(config, sys.argv[2], progress_bar=False, cache_dir=os.environ["RMVAE_TEST_CACHE"])
-""")
+# The process killed here is benchmarks/resume_spread.py's worker: it trains the run of a
+# config file into a folder and, with --kill-at, SIGKILLs itself when that training step starts
+# (after the checkpoint of the epoch before it).
+WORKER = Path(__file__).resolve().parents[1] / "benchmarks" / "resume_spread.py"
 
 
 def resume_config(folder, **train_fields) -> Config:
@@ -47,9 +31,9 @@ def resume_config(folder, **train_fields) -> Config:
 def _train_process(config: Config, run_dir, tmp_path, cache_dir, kill_at: int | None = None) -> int:
     config_file = tmp_path / "config.json"
     config_file.write_text(config.to_json())
-    args = [sys.executable, "-c", TRAIN_SCRIPT, str(config_file), str(run_dir)]
-    args += [str(kill_at)] if kill_at is not None else []
-    env = {**os.environ, "RMVAE_TEST_CACHE": str(cache_dir), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, str(WORKER), "--worker", str(config_file), str(run_dir), "--cache-dir", str(cache_dir)]
+    args += ["--kill-at", str(kill_at)] if kill_at is not None else []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(args, env=env, capture_output=True, text=True, timeout=600).returncode
 
 
