@@ -12,7 +12,9 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -114,15 +116,27 @@ def baseline_comparison(module: RMVAEModule, datamodule: ChoraleDataModule, spli
     return results
 
 
-def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
-                            seed_measures: int = 8, continue_measures: int = 8, seed: int = 0,
-                            sample_path: Path | None = None) -> dict[str, float]:
-    """Musical statistics of greedy and sampled continuations beside the real continuations."""
-    pitch_range, n_voices = module.pitch_range, module.n_voices
+def decoding_modes(module: RMVAEModule, seed: int = 0) -> dict[str, Callable[[], Generator]]:
+    """The continuations every evaluation reports: greedy from the predicted mean, a latent drawn
+    from the predicted Gaussian with greedy tokens (models with latents), tokens sampled at T = 1."""
     modes = {"greedy": Sampling(), "latent": Sampling(latent_temperature=1.0, seed=seed),
              "sampled": Sampling(temperature=1.0, seed=seed)}
     if not module.model.has_latents:
         del modes["latent"]
+    return {mode: partial(Generator, module, sampling) for mode, sampling in modes.items()}
+
+
+def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
+                            seed_measures: int = 8, continue_measures: int = 8, seed: int = 0,
+                            sample_path: Path | None = None,
+                            modes: dict[str, Callable[[], Generator]] | None = None) -> dict[str, float]:
+    """Musical statistics of continuations beside the real continuations.
+
+    ``modes`` names a fresh :class:`Generator` per piece (so each piece's random draws start from
+    the same seed); :func:`decoding_modes` by default.
+    """
+    pitch_range, n_voices = module.pitch_range, module.n_voices
+    modes = decoding_modes(module, seed) if modes is None else modes
     rows: dict[str, list[dict]] = {**{mode: [] for mode in modes}, "bach": []}
     sample_written = False
     for piece in datamodule.pieces[split]:
@@ -135,8 +149,8 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
         bach["pitch_class_distance"] = pitch_class_distance(slice_measures(real_notes, seed_measures, continue_measures),
                                                             seed_notes)
         rows["bach"].append(bach)
-        for mode, sampling in modes.items():
-            generator = Generator(module, sampling)
+        for mode, make_generator in modes.items():
+            generator = make_generator()
             start = Piece(real[:seed_measures], np.zeros((seed_measures, n_voices), bool), piece.key_shift)
             result = generator.complete(start, continue_measures)
             notes = module.encoding.to_notes(result.measures, pitch_range)
