@@ -273,9 +273,9 @@ def test_report_lists_an_unreadable_midi_and_links_wavs(built):
 
 # harmony_weight grid, 3 seeds: test NLL and latent/dissonance_rate per weight (Bach 0.15)
 DOSE_NLL = {0.0: (2.0, 2.1, 2.2), 0.03: (2.0, 2.1, 2.2), 0.3: (2.1, 2.2, 2.3), 1.0: (2.3, 2.3, 2.3),
-            10.0: (2.5, 2.7, 2.6)}  # 10 − 0 by seed: 0.5, 0.6, 0.4 → mean 0.5, sd 0.1
+            3.0: (2.5, 2.7, 2.6)}  # 3 − 0 by seed: 0.5, 0.6, 0.4 → mean 0.5, sd 0.1
 DOSE_RATE = {0.0: (0.30, 0.32, 0.28), 0.03: (0.30, 0.31, 0.29), 0.3: (0.28, 0.30, 0.26), 1.0: (0.25, 0.25, 0.25),
-             10.0: (0.20, 0.20, 0.20)}  # 10 − 0 by seed: −0.1, −0.12, −0.08 → mean −0.1, sd 0.02
+             3.0: (0.20, 0.20, 0.20)}  # 3 − 0 by seed: −0.1, −0.12, −0.08 → mean −0.1, sd 0.02
 
 
 def make_dose_folder(root: Path, grid: str = "harmony_weight", nll=DOSE_NLL, stat=DOSE_RATE,
@@ -312,18 +312,18 @@ def test_dose_response_report_by_hand(tmp_path):
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
             for line in section.splitlines() if line.startswith("| ") and "`" in line.split("|")[1]}
     assert list(rows) == ["0 (`harmony_w0`)", "0.03 (`harmony_w0.03`)", "0.3 (`harmony_w0.3`)",
-                          "1 (`harmony_w1`)", "10 (`harmony_w10`)"]
-    assert [cells[0] for cells in rows.values()] == ["0 %", "0.867 %", "8.67 %", "28.9 %", "289 %"]
+                          "1 (`harmony_w1`)", "3 (`harmony_w3`)"]
+    assert [cells[0] for cells in rows.values()] == ["0 %", "0.867 %", "8.67 %", "28.9 %", "86.7 %"]
     half_nll, half_rate = T_2DF * 0.1 / math.sqrt(3), T_2DF * 0.02 / math.sqrt(3)
     assert rows["0 (`harmony_w0`)"][1:3] == [f"2.1 [{2.1 - half_nll:.4g}, {2.1 + half_nll:.4g}]",
                                              f"0.3 [{0.3 - half_rate:.4g}, {0.3 + half_rate:.4g}]"]
     assert rows["0 (`harmony_w0`)"][3:] == ["—", "—"]  # not compared with itself
-    top = rows["10 (`harmony_w10`)"]
+    top = rows["3 (`harmony_w3`)"]
     assert top[2] == "0.2 [0.2, 0.2]"  # sd 0: a zero-width interval
     assert top[3] == f"0.5 [{0.5 - half_nll:.4g}, {0.5 + half_nll:.4g}]"
     assert top[4] == f"-0.1 [{-0.1 - half_rate:.4g}, {-0.1 + half_rate:.4g}]"
     assert rows["1 (`harmony_w1`)"][3] == f"0.2 [{0.2 - half_nll:.4g}, {0.2 + half_nll:.4g}]"  # 0.3, 0.2, 0.1
-    assert (f"The largest weight with results (10) lowers `latent/dissonance_rate` by "
+    assert (f"The largest weight with results (3) lowers `latent/dissonance_rate` by "
             f"0.1 [{0.1 - half_rate:.4g}, {0.1 + half_rate:.4g}] (detectable) at a cost of "
             f"0.5 [{0.5 - half_nll:.4g}, {0.5 + half_nll:.4g}] nats of test NLL (detectable).") in section
     assert "held-out Bach 0.15" in section and "Missing" not in section
