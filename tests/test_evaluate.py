@@ -208,3 +208,25 @@ def test_two_evaluations_of_one_checkpoint_give_identical_json(results, checkpoi
     again = json.loads(stdout.getvalue())
     assert json.dumps(again, sort_keys=True) == json.dumps(results, sort_keys=True)
     assert "test/recon" in again and "test/kl" in again  # the subset terms are part of what matched
+
+
+def test_continuation_modes_are_the_generators_given(checkpoint, cache_dir, held_out):
+    """A mode is any Generator: one that repeats the last measure gives repeat rate 1 and the
+    onsets of each piece's last seed measure, worked out here from the tokens."""
+    from rmvae.evaluation import continuation_statistics
+    from rmvae.tasks import Generator
+
+    class RepeatLast(Generator):
+        def predict(self, measures, present, target, known=None):
+            return np.array(measures[target - 1])
+
+    module = load_checkpoint(checkpoint)
+    datamodule = evaluation_datamodule(module, cache_dir)
+    stats = continuation_statistics(module, datamodule, seed_measures=SEED, continue_measures=CONTINUE,
+                                    modes={"repeat": lambda: RepeatLast(module)})
+    assert not any(key.startswith(("greedy/", "latent/", "sampled/")) for key in stats)  # only the mode given
+    assert stats["repeat/repeat_rate"] == 1.0
+    pitch_range, pieces = held_out
+    last_seed = [np.mean(np.sum(tokens[SEED - 1] < pitch_range.n_pitches, axis=-1))
+                 for tokens in pieces if len(tokens) >= SEED + CONTINUE]
+    assert stats["repeat/onsets_per_measure"] == pytest.approx(np.mean(last_seed))
