@@ -16,7 +16,6 @@ import torch
 from torch.utils.data import DataLoader
 
 from rmvae.evaluation import load_checkpoint, test_datamodule
-from rmvae.module import eval_generator
 
 
 def onset_outcomes(checkpoint: str) -> dict[str, float]:
@@ -28,10 +27,7 @@ def onset_outcomes(checkpoint: str) -> dict[str, float]:
     with torch.inference_mode():
         for batch_idx, batch in enumerate(loader):
             output = module.model(batch["inputs"], batch["input_mask"].bool(), sample=False, reconstruct=False)
-            prediction = output.prediction
-            if module.model.has_latents:
-                prediction = module.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
-                                                              module.config.loss.nll_samples, eval_generator(batch_idx))
+            prediction = module.scored_prediction(output, batch_idx)
             predicted, truth = module.model.decode_tokens(prediction), batch["target"].long()  # (B, V, S)
             onset = truth < n_pitches
             counts["correct"] += int((onset & (predicted == truth)).sum())

@@ -335,16 +335,22 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         self._log_all("train", logs, batch["inputs"].shape[0], self.accuracy_weights(batch))
         return loss
 
+    def scored_prediction(self, output: RMVAEOutput, batch_idx: int) -> Decoded:
+        """What ``acc*`` decodes greedily: each step's predictive marginal over ``loss.nll_samples``
+        latent draws (the evaluation noise of batch ``batch_idx``), or a direct model's prediction."""
+        if not self.model.has_latents:
+            return output.prediction
+        return self.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
+                                              self.config.loss.nll_samples, eval_generator(batch_idx))
+
     def _eval_step(self, batch: dict, batch_idx: int, stage: str) -> None:
         self._eval_generator = eval_generator(batch_idx)
         _, logs, output = self.model_step(batch, stage)
-        if self.model.has_latents:  # greedy accuracy of the predictive distribution, not of its mean latent
-            marginal = self.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
-                                                      self.config.loss.nll_samples, eval_generator(batch_idx))
-            logs.update(self.accuracy_logs(dataclasses.replace(output, prediction=marginal), batch))
+        # greedy accuracy of the predictive distribution, not of its mean latent
+        logs.update(self.accuracy_logs(dataclasses.replace(output, prediction=self.scored_prediction(output, batch_idx)),
+                                       batch))
+        if self.model.has_latents:
             logs.update(self.accuracy_logs(output, batch, prefix="acc_mean_latent"))
-        else:
-            logs.update(self.accuracy_logs(output, batch))
         logs.update(self.baseline_logs(batch))
         logs.update(self.fill_logs(batch, batch_idx))
         logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, eval_generator(batch_idx)).mean()

@@ -12,7 +12,7 @@ from rmvae.config import ConfigError
 # Training budgets, shared by `rmvae train --profile` and the ablation grids (SPEC §7).
 # `quick` must finish the harmony grid (2 arms and the direct baseline × 3 seeds) in under
 # 10 minutes on 2 CPU cores including evaluation, and select checkpoints on the whole
-# validation split. `cpu` is the budget that reaches a verdict on 2 CPU cores (about 15–20
+# validation split. `cpu` is the budget that reaches a verdict on 2 CPU cores (about 10
 # minutes a run, the whole training split). `full` is the thesis-scale budget for GPUs (one
 # epoch of the medium model ≈20 s on an H100, so ≈15 min per run).
 PROFILES: dict[str, dict[str, Any]] = {
@@ -30,7 +30,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "train.log_every_n_steps": 4,
     },
     "cpu": {
-        # small: 8–10 min a run (1 thread, two at once); at the default lr 3e-3 its validation NLL
+        # small: 10–11 min a run (1 thread, two at once); at the default lr 3e-3 its validation NLL
         # levels off after ≈ 950 steps. The medium model learns faster per step but overfits
         # before the budget ends at 1.7× the cost (README, "The objective").
         "model.size": "small",
