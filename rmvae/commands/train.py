@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
     parser.add_argument("--config", help="a config.json to start from (e.g. another run's)")
     parser.add_argument("--profile", choices=list(PROFILES),
-                        help="a training budget shared with the ablation grids: quick (minutes, tiny model), "
-                             "cpu (≈15–20 min on 2 cores, reaches a verdict), full (thesis scale, GPU); "
+                        help="a training budget shared with the ablation grids: quick (minutes, the small model on 80 pieces), "
+                             "cpu (≈10 min a run on 2 cores, reaches a verdict), full (thesis scale, GPU); "
                              "flags and --section.key=value still override it")
     parser.add_argument("--source", help="'bach' or a folder of MIDI files")
     parser.add_argument("--size", choices=["small", "medium", "big"])
