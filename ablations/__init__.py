@@ -1,4 +1,4 @@
-"""The ablation suite (SPEC §7): grids as data, one ``run_one`` per run, tables, report.
+"""The ablation suite (docs/design.md §7): grids as data, one ``run_one`` per run, tables, report.
 
 Modules:
     grids      grid → arm → dotted config overrides, the baseline, profiles, run ids.

@@ -1,4 +1,4 @@
-"""Tables of a grid from its run folders, with Student-t intervals (SPEC §7). No torch.
+"""Tables of a grid from its run folders, with Student-t intervals (docs/design.md §7.3). No torch.
 
 Writes into ``OUT/<grid>/``:
 
@@ -70,7 +70,7 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "*/scale": "none",
     "*/rhythm": "none",
     "*/harmony*": "closer",  # judged against Bach when the evaluator reports bach/harmony, else none
-    # Musical statistics of generated continuations (SPEC §4): closer to held-out Bach is better,
+    # Musical statistics of generated continuations (docs/design.md §4.5): closer to held-out Bach is better,
     # including the pitch-class distance to the seed (Bach's own continuation is not at 0).
     "greedy/*": "closer",
     "latent/*": "closer",  # latent sampled from its predicted Gaussian, greedy tokens

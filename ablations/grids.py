@@ -1,4 +1,4 @@
-"""Experiment grids as data (SPEC §7): grid → arm → dotted config overrides.
+"""Experiment grids as data (docs/design.md §7.2): grid → arm → dotted config overrides.
 
 Every run of a grid is built the same way, one layer after the other:
 
@@ -29,10 +29,10 @@ from rmvae.profiles import THESIS_DESIGN, profile_overrides
 # by another version are refused (grid.json) instead of silently mixed.
 GRID_VERSION = 2
 
-DEFAULT_SEEDS = 3  # seeds 0, 1, 2 → train.seed; the SPEC asks for ≥ 3
+DEFAULT_SEEDS = 3  # seeds 0, 1, 2 → train.seed; at least 3 (docs/design.md §7.3)
 BASELINE_ARM = "baseline"  # name of the shared arm in the `all` grid
 
-# The default configuration every grid varies one factor of (SPEC §7). Stated explicitly
+# The default configuration every grid varies one factor of (docs/design.md §7.1). Stated explicitly
 # so that a change of Config defaults cannot silently move the baseline.
 BASELINE: dict[str, Any] = {
     "data.encoding": "mono",
@@ -90,7 +90,7 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "rpoe_on": {"model.latent_prior": "standard", "model.rpoe": True},
         "rpoe_off": {"model.latent_prior": "standard", "model.rpoe": False},
     },
-    "objective": {  # the default design against the thesis's (README, "The objective")
+    "objective": {  # the default design against the thesis's (docs/design.md §2.8)
         "default_design": {key: BASELINE[key] for key in THESIS_ARM},
         # the thesis's objective and temporal model on the default's FC encoders: what the objective does
         "thesis_objective": {**THESIS_ARM, "model.encoder": BASELINE["model.encoder"]},
@@ -101,7 +101,7 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
 # Dose-response grids: the weight of one music term, from 0 to where it dominates. Each weight
 # multiplies every interval of the harmony term (semitone, tone, tritone) or the scale term; the
 # values are chosen from the measured gradient share of the term (benchmarks/music_loss_share.py,
-# README "Music-loss weights"). The on/off grids above use the default weights. Harmony stops at 3
+# docs/results.md, "Music-loss weights"). The on/off grids above use the default weights. Harmony stops at 3
 # (a gradient as large as the ELBO's): at 10 the cpu grid's music collapsed (one seed in unisons).
 DOSE_WEIGHTS: dict[str, tuple[str, tuple[float, ...]]] = {
     "harmony_weight": ("harmony", (0.0, 0.03, 0.3, 1.0, 3.0)),
@@ -124,7 +124,7 @@ for _grid, (_term, _weights) in DOSE_WEIGHTS.items():
     GRIDS[_grid] = {dose_arm(_term, _weight): _dose_overrides(_term, _weight) for _weight in _weights}
 
 # Trained in every grid beside its arms, same seeds, split and budget: the direct predictor
-# (no latents) that every arm's next-measure NLL is compared with (README, "Baselines").
+# (no latents) that every arm's next-measure NLL is compared with (docs/design.md §4.3).
 DIRECT_ARM = "direct_predictor"
 DIRECT_OVERRIDES: dict[str, Any] = {"model.kind": "direct"}
 GRID_CHOICES: tuple[str, ...] = (*GRIDS, "all")
@@ -319,7 +319,7 @@ def _dotted(config: Config, key: str) -> Any:
 
 
 def _check_equal_budgets(runs: list[RunSpec]) -> None:
-    """Every run of a grid shares the split and the budget (SPEC §7 rules)."""
+    """Every run of a grid shares the split and the budget (docs/design.md §7.3)."""
     for key in SHARED_KEYS:
         values = {json.dumps(_dotted(run.config, key)) for run in runs}
         if len(values) > 1:

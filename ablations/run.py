@@ -1,4 +1,4 @@
-"""Run an ablation grid (SPEC §7): every arm × seed, resumable, then tables and a report.
+"""Run an ablation grid (docs/design.md §7): every arm × seed, resumable, then tables and a report.
 
 Usage (from the repository root; ``python -m ablations.run`` works anywhere)::
 

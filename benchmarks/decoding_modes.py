@@ -13,7 +13,7 @@ and SD over checkpoints × seeds. The modes beyond ``rmvae evaluate``'s own thre
   known in the target measure (the product of experts conditions on them, as fill does), so
   a voice can follow the others' notes.
 
-The issue's goals for latent-sampled continuations: distinct pitches ≥ 7, repeat ≤ 0.10,
+The musical goals for latent-sampled continuations (docs/results.md): distinct pitches ≥ 7, repeat ≤ 0.10,
 note-length entropy ≥ 1.0 bit, dissonance 0.30–0.45.
 """
 from __future__ import annotations

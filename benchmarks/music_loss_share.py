@@ -14,7 +14,7 @@ rhythm term) with respect to every parameter, and prints
 
 A weight whose share is far below 1 % cannot change what the model learns; one above 100 %
 means the term dominates the objective. The grids' weights are chosen from these numbers
-(README, "Music-loss weights"). The noise of every forward pass is seeded the same way, so
+(docs/results.md, "Music-loss weights"). The noise of every forward pass is seeded the same way, so
 the terms are measured on the same sampled latents.
 """
 from __future__ import annotations

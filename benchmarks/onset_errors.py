@@ -6,7 +6,7 @@ greedy prediction that onset, a hold, a rest, or an onset of another pitch?
 The prediction is the one ``test/acc_onsets`` scores: the greedy decoding of the predictive
 marginal (16 latent draws, the evaluation's fixed noise) for a model with latents, of the
 prediction for the direct predictor. ``downbeat`` is the accuracy on onsets at step 0 alone,
-the step the last input measure says most about (the issue's MLP: 0.43).
+the step the last input measure says most about (the reference MLP of docs/experiments.md: 0.43).
 """
 from __future__ import annotations
 

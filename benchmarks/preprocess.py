@@ -1,4 +1,4 @@
-"""Preprocessing time of the default corpus (issue 3): cold first parse and reload from the cache.
+"""Preprocessing time of the default corpus: cold first parse and reload from the cache.
 
     OMP_NUM_THREADS=1 python benchmarks/preprocess.py [--workers 2] [--source bach] [--repeats 3]
 

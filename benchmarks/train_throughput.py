@@ -1,4 +1,4 @@
-"""Training throughput of the RMVAE on CPU (issue 4): samples/s, FLOPs, share of peak, memory, bf16.
+"""Training throughput of the RMVAE on CPU: samples/s, FLOPs, share of peak, memory, bf16.
 
     OMP_NUM_THREADS=2 python benchmarks/train_throughput.py [--sizes small medium big] [--threads 2]
         [--seconds 10] [--no-bf16] [--recon-measures 2] [--profile]

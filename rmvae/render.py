@@ -1,4 +1,4 @@
-"""Writing results (SPEC §5): MIDI files, pianoroll PNGs and WAV audio. I/O only, no model code.
+"""Writing results (docs/design.md §5): MIDI files, pianoroll PNGs and WAV audio. I/O only, no model code.
 
 Note lists are ``(N, 4)`` int arrays of ``(voice, start, duration, pitch)``, start and duration
 in sixteenth steps, as in :mod:`rmvae.data.encoding`.

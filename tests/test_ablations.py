@@ -542,7 +542,7 @@ def test_real_tiny_grid_end_to_end(real_grid):
 def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
     """SIGKILL of the whole process group while a run is training (after its first epoch's
     checkpoint), then rerun: only the unfinished runs train, and every number of the tables
-    equals the uninterrupted grid's (README, "Exact resume")."""
+    equals the uninterrupted grid's (docs/design.md §3.8)."""
     out = tmp_path / "out"
     # local-parallel here, local for the clean grid: the launcher must not change a number either
     command = [sys.executable, "ablations/run.py", *REAL_ARGV, "--out", str(out), "--launcher", "local-parallel"]

@@ -1,4 +1,4 @@
-"""Band player (SPEC §6): quantisation, the expert cache, the clock that never waits, bad inputs."""
+"""Band player (docs/design.md §6): quantisation, the expert cache, the clock that never waits, bad inputs."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,4 @@
-"""Tasks from a trained checkpoint (SPEC §5): what each task must keep, what it must write.
+"""Tasks from a trained checkpoint (docs/design.md §5): what each task must keep, what it must write.
 
 One tiny model (offset 1, 4-measure windows) is trained once for these tests and reused by
 test_generate_cli.py and test_evaluate.py (``trained_checkpoint``). It is barely trained, so

@@ -1,4 +1,4 @@
-"""Band player (SPEC §6): the user plays one voice live, the model plays the others.
+"""Band player (docs/design.md §6): the user plays one voice live, the model plays the others.
 
 - :mod:`rmvae.band.clock`: the sixteenth grid, :func:`quantise`, a real and a simulated clock;
 - :mod:`rmvae.band.player`: the player's part, live (mido) or from a MIDI file;

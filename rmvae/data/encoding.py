@@ -1,4 +1,4 @@
-"""Note lists ↔ model tensors: the monophonic token encoding and the polyphonic one (SPEC §1).
+"""Note lists ↔ model tensors: the monophonic token encoding and the polyphonic one (docs/design.md §1.5–1.6).
 
 A piece is kept as a note list, an int array ``(N, 4)`` of ``(voice, start, duration, pitch)``
 with start and duration in sixteenth steps from the first downbeat and pitch a MIDI number.

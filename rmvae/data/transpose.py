@@ -1,4 +1,4 @@
-"""Transposition to C major / A minor (SPEC §1, ablation `transpose`).
+"""Transposition to C major / A minor (docs/design.md §1.4, ablation `transpose`).
 
 The shift is chosen from the key *signature*: moving the signature to no sharps or flats takes
 a major key to C major and its relative minor to A minor with the same shift. The shift is the
