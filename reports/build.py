@@ -149,7 +149,7 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
     if not finished.empty:
         lines += ["", f"Time of the {len(finished)} finished runs: training {finished['train_seconds'].sum():.0f} s, "
                   f"evaluation {finished['eval_seconds'].sum():.0f} s in total (per run, summed; runs in "
-                  "parallel overlap, and a resumed run counts only its last session)."]
+                  "parallel overlap, and a resumed run counts only the time since its last restart)."]
     lines += ["", "Tables: [runs.csv](runs.csv) (every run × step × metric), [final.csv](final.csv), "
               "[summary.csv](summary.csv), [paired.csv](paired.csv), [paired_direct.csv](paired_direct.csv), "
               "[status.csv](status.csv).", ""]
