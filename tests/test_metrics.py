@@ -9,9 +9,9 @@ import torch
 from rmvae.data.encoding import PitchRange
 from rmvae.intervals import mean_ci
 from rmvae.metrics import (always_hold_baseline, dissonance_rate, distinct_pitches_per_voice, folder_statistics,
-                           musical_statistics, note_length_entropy, onsets_per_measure,
-                           pitch_class_distance, repeat_last_measure_baseline, repeat_rate, slice_measures,
-                           token_accuracy)
+                           musical_statistics, note_length_entropy, onsets_per_measure, out_of_range_share,
+                           parallel_perfects_per_note, pitch_class_distance, repeat_last_measure_baseline,
+                           repeat_rate, slice_measures, token_accuracy)
 
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors"
 C4, D4, E4, G4 = 60, 62, 64, 67
@@ -67,6 +67,64 @@ def test_dissonance_rate_by_hand():
     assert dissonance_rate(half, 2, 32) == 0.5
     # a chord inside one voice is not an interval between voices; no two voices → NaN
     assert math.isnan(dissonance_rate(piece((0, 0, 16, C4), (0, 0, 16, D4)), 2, 16))
+
+
+# Upper voice G4 A4 E5 D5 C5 over lower C4 D4 A3 D4 C4, quarters: G/C → A/D is a parallel fifth (both
+# up), A/D → E/A a fifth reached in contrary motion, E/A → D/D a fifth to an octave, D/D → C/C a
+# parallel octave (both down): 2 parallels over 10 notes.
+VOICE_LEADING = piece(*quarters(0, [G4, G4 + 2, E4 + 12, D4 + 12, C4 + 12]), *quarters(1, [C4, D4, 57, D4, C4]))
+
+
+def test_parallel_perfects_by_hand():
+    assert parallel_perfects_per_note(VOICE_LEADING, 2, 32) == pytest.approx(2 / 10)
+    # a third voice holding a C3 moves with neither: the count stays 2, over 11 notes
+    assert parallel_perfects_per_note(np.vstack([VOICE_LEADING, [[2, 0, 20, 48]]]), 3, 32) == pytest.approx(2 / 11)
+    # the same fifth re-struck is no motion; a rest before the second fifth breaks the progression
+    assert parallel_perfects_per_note(piece(*quarters(0, [G4, G4]), *quarters(1, [C4, C4])), 2, 16) == 0.0
+    rest_between = piece((0, 0, 4, G4), (0, 8, 4, G4 + 2), (1, 0, 4, C4), (1, 8, 4, D4))
+    assert parallel_perfects_per_note(rest_between, 2, 16) == 0.0
+    # one voice moving a step later (C–G, then D–G, then D–A) is not parallel motion at either step
+    staggered = piece((0, 0, 8, G4), (0, 8, 8, G4 + 2), (1, 0, 4, C4), (1, 4, 12, D4))
+    assert parallel_perfects_per_note(staggered, 2, 16) == 0.0
+    # a parallel unison counts (an octave class); a fifth to a twelfth counts in parallel motion (mod 12),
+    # not in contrary motion
+    assert parallel_perfects_per_note(piece(*quarters(0, [C4, D4]), *quarters(1, [C4, D4])), 2, 8) == 0.25
+    assert parallel_perfects_per_note(piece(*quarters(0, [G4, E4 + 12]), *quarters(1, [C4, 57])), 2, 8) == 0.0
+    assert parallel_perfects_per_note(piece(*quarters(0, [G4, G4 + 14]), *quarters(1, [C4, D4])), 2, 8) == 0.25
+    assert math.isnan(parallel_perfects_per_note(piece(), 2, 16))
+
+
+def test_parallel_perfects_on_a_slice_hears_the_note_held_in():
+    # measure 0: G4 over C4 held into measure 1, where both move up to A4/D4 at its first step
+    # (step 0 of the slice: nothing before it there → not counted) and on to B4/E4 (a parallel fifth).
+    notes = piece((0, 0, 16, G4), (0, 16, 4, G4 + 2), (0, 20, 4, G4 + 4),
+                  (1, 0, 16, C4), (1, 16, 4, D4), (1, 20, 4, E4))
+    assert musical_statistics(notes, 2, 1, 1)["parallel_perfects_per_note"] == pytest.approx(1 / 4)
+    # with the moving notes one step later, step 0 of the slice holds G/C from before: 2 parallels
+    later = piece((0, 0, 17, G4), (0, 17, 3, G4 + 2), (0, 20, 4, G4 + 4),
+                  (1, 0, 17, C4), (1, 17, 3, D4), (1, 20, 4, E4))
+    assert musical_statistics(later, 2, 1, 1)["parallel_perfects_per_note"] == pytest.approx(2 / 4)
+
+
+def test_out_of_range_share_by_hand():
+    # soprano 82 (above 81), 81; alto 52 (below 53), 60; tenor 60, 48; bass 35 (below 36), 64 → 3 of 8
+    notes = piece(*quarters(0, [82, 81]), *quarters(1, [52, 60]), *quarters(2, [60, 48]), *quarters(3, [35, 64]))
+    assert out_of_range_share(notes, 4) == 3 / 8
+    # held in from before the slice: sounds, but only onsets are counted
+    assert out_of_range_share(piece((0, -4, 8, 90), (0, 4, 4, 70)), 4) == 0.0
+    assert math.isnan(out_of_range_share(notes[:4], 3))  # the ranges are those of four voices
+    assert math.isnan(out_of_range_share(piece(), 4))
+
+
+def test_out_of_range_share_undoes_the_key_shift():
+    # a soprano A5 (81) in the data that was transposed up 2 semitones sounds G5: in range; one
+    # transposed down 2 sounded B5 (83): out. musical_statistics passes the shift through.
+    soprano = piece((0, 0, 4, 81), (0, 4, 4, 82))
+    assert out_of_range_share(soprano, 4, key_shift=0) == 0.5
+    assert out_of_range_share(soprano, 4, key_shift=2) == 0.0
+    assert out_of_range_share(soprano, 4, key_shift=-2) == 1.0
+    assert musical_statistics(soprano, 4, 0, 1, key_shift=2)["out_of_range_share"] == 0.0
+    assert musical_statistics(soprano + [0, 0, 0, 2], 4, 0, 1, key_shift=2)["out_of_range_share"] == 0.5
 
 
 def test_note_length_entropy_by_hand():
@@ -187,6 +245,8 @@ def test_folder_statistics_recurses_and_lists_bad_files(tmp_path):
     assert result.table["file"].tolist() == ["deep/er/good.mid"]
     row = result.table.iloc[0]
     assert row["repeat_rate"] == 1.0 and row["dissonance_rate"] == 0.0
+    # soprano and alto only ever move against each other; tenor and bass hold: no parallels, all in range
+    assert row["parallel_perfects_per_note"] == 0.0 and row["out_of_range_share"] == 0.0
     assert row["onsets_per_measure"] == (4 + 4 + 1 + 1) / 4
     assert sorted(name for name, _ in result.skipped) == ["broken.midi", "short.mid"]
     assert result.summary.loc["repeat_rate", "mean"] == 1.0
