@@ -4,8 +4,9 @@ under several ways of drawing each generated measure, beside the real music.
     python benchmarks/decoding_modes.py CKPT [CKPT ...] [--direct CKPT ...] [--sampling-seeds 3]
 
 Every checkpoint continues each test chorale of ≥ 16 measures from its first 8 for 8 more
-(as ``rmvae evaluate`` does). Each mode runs with ``--sampling-seeds`` seeds; a row is the mean
-and SD over checkpoints × seeds. The modes beyond ``rmvae evaluate``'s own three:
+(as ``rmvae evaluate`` does). Each mode runs with ``--sampling-seeds`` seeds, one draw per chorale
+and seed (``rmvae evaluate`` averages 3); a row is the mean and SD over checkpoints × seeds. The
+modes beyond ``rmvae evaluate``'s own three:
 
 - ``best of N``: N candidates (a latent drawn from the prediction, tokens sampled), keep the one
   the model itself finds most likely (its importance-weighted −log p(measure | past));
@@ -19,6 +20,7 @@ note-length entropy ≥ 1.0 bit, dissonance 0.30–0.45.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -76,13 +78,19 @@ class VoiceByVoice(Generator):
         return measures[target]
 
 
-def extra_modes(module, seed: int) -> dict:
-    latent = partial(Sampling, latent_temperature=1.0, seed=seed)
-    modes = {f"latent, tokens T={t}" + (f" top-{k}" if k else ""): partial(Generator, module, latent(temperature=t, top_k=k))
+def _seeded_as(kind, module, sampling: Sampling, *args):
+    """A factory of ``kind(module, sampling with the draw's seed, *args)``, as :func:`decoding_modes` gives."""
+    return lambda seed: kind(module, replace(sampling, seed=seed), *args)
+
+
+def extra_modes(module) -> dict:
+    """Mode name → factory taking the draw's seed (see :func:`rmvae.evaluation.continuation_statistics`)."""
+    latent = partial(Sampling, latent_temperature=1.0)
+    modes = {f"latent, tokens T={t}" + (f" top-{k}" if k else ""): _seeded_as(Generator, module, latent(temperature=t, top_k=k))
              for t, k in ((0.5, None), (1.0, 2), (1.0, 3))}
-    modes.update({f"best of {n}, T=1" + (f" top-{k}" if k else ""): partial(BestOfN, module, latent(temperature=1.0, top_k=k), n)
+    modes.update({f"best of {n}, T=1" + (f" top-{k}" if k else ""): _seeded_as(BestOfN, module, latent(temperature=1.0, top_k=k), n)
                   for n, k in ((8, None), (32, None), (16, 2))})
-    modes.update({f"voice by voice, T={t}" + (f" top-{k}" if k else ""): partial(VoiceByVoice, module, latent(temperature=t, top_k=k))
+    modes.update({f"voice by voice, T={t}" + (f" top-{k}" if k else ""): _seeded_as(VoiceByVoice, module, latent(temperature=t, top_k=k))
                   for t, k in ((0.0, None), (1.0, None), (1.0, 2))})
     return modes
 
@@ -93,8 +101,8 @@ def rows_of(checkpoint: str, sampling_seeds: int, with_extra: bool) -> list[dict
     label = "direct predictor" if not module.model.has_latents else "model"
     rows = []
     for seed in range(sampling_seeds):
-        modes = decoding_modes(module, seed) | (extra_modes(module, seed) if with_extra else {})
-        stats = continuation_statistics(module, datamodule, seed=seed, modes=modes)
+        modes = decoding_modes(module) | (extra_modes(module) if with_extra else {})
+        stats = continuation_statistics(module, datamodule, seed=seed, modes=modes, draws=1)
         for mode in (*modes, "bach"):
             name = "Bach (the same chorales)" if mode == "bach" else f"{label}: {mode}"
             rows.append({"mode": name, "checkpoint": checkpoint, "seed": seed, "pieces": stats["continuations"],

@@ -4,8 +4,9 @@ Teacher-forced numbers come from the LightningModule's own ``test_step`` (the sa
 logs validation metrics). Musical statistics compare continuations with the real music: every
 test piece long enough is seeded with its first ``seed_measures`` measures and continued for
 ``continue_measures``, greedily and by sampling (temperature 1, seeded) since greedy decoding
-tends to loop; the real measures at the same position form the ``bach/…`` reference. Each
-statistic is reported as the mean over pieces with a 95% Student t interval.
+tends to loop; the real measures at the same position form the ``bach/…`` reference. A sampled
+mode's row for a piece is the mean over a few draws. Each statistic is reported as the mean over
+pieces with a 95% Student t interval.
 """
 from __future__ import annotations
 
@@ -116,27 +117,73 @@ def baseline_comparison(module: RMVAEModule, datamodule: ChoraleDataModule, spli
     return results
 
 
-def decoding_modes(module: RMVAEModule, seed: int = 0) -> dict[str, Callable[[], Generator]]:
+ModeFactory = Callable[[int], Generator]  # the seed of one draw → a fresh Generator
+
+
+def _seeded(module: RMVAEModule, sampling: Sampling, seed: int) -> Generator:
+    """A Generator drawing as ``sampling`` says from ``seed``: a mode's factory once partially applied."""
+    return Generator(module, replace(sampling, seed=seed))
+
+
+def decoding_modes(module: RMVAEModule) -> dict[str, ModeFactory]:
     """The continuations every evaluation reports: greedy from the predicted mean, a latent drawn
-    from the predicted Gaussian with greedy tokens (models with latents), tokens sampled at T = 1."""
-    modes = {"greedy": Sampling(), "latent": Sampling(latent_temperature=1.0, seed=seed),
-             "sampled": Sampling(temperature=1.0, seed=seed)}
+    from the predicted Gaussian with greedy tokens (models with latents), tokens sampled at T = 1.
+    Each is a factory taking the seed of one draw, so that draws can be repeated with other seeds."""
+    modes = {"greedy": Sampling(), "latent": Sampling(latent_temperature=1.0), "sampled": Sampling(temperature=1.0)}
     if not module.model.has_latents:
         del modes["latent"]
-    return {mode: partial(Generator, module, sampling) for mode, sampling in modes.items()}
+    return {mode: partial(_seeded, module, sampling) for mode, sampling in modes.items()}
+
+
+def _stochastic(generator: Generator) -> bool:
+    """Whether a generator draws at random: greedy tokens from the latent mean give the same
+    continuation every time, so one draw of it is all there is."""
+    return generator.sampling.temperature > 0 or generator.sampling.latent_temperature > 0
+
+
+def _statistics_row(notes: np.ndarray, n_voices: int, seed_measures: int, continue_measures: int,
+                    seed_notes: np.ndarray, key_shift: int) -> dict[str, float]:
+    """:func:`musical_statistics` of the continued measures of ``notes`` ``(N, 4)``, and their pitch-class
+    distance to the seed measures."""
+    row = musical_statistics(notes, n_voices, seed_measures, continue_measures, key_shift=key_shift)
+    row["pitch_class_distance"] = pitch_class_distance(slice_measures(notes, seed_measures, continue_measures),
+                                                       seed_notes)
+    return row
+
+
+def _mean_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Per statistic, the mean over the draws where it is defined (NaN where it never is)."""
+    return {key: mean_ci([row[key] for row in rows])[0] for key in rows[0]}
+
+
+def _write_sample(notes: np.ndarray, path: Path, piece, n_voices: int, seed_measures: int,
+                  continue_measures: int, mode: str) -> None:
+    """The continuation ``(N, 4)`` as MIDI in the piece's own key, and its piano roll beside it."""
+    from rmvae.render import notes_to_midi, pianoroll_png
+
+    notes_to_midi(notes, path, key_shift=piece.key_shift, n_voices=n_voices)
+    pianoroll_png(notes, Path(path).with_suffix(".png"), n_voices, seed_measures=seed_measures,
+                  title=f"{piece.name}: {seed_measures} real + {continue_measures} measures ({mode})")
 
 
 def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
                             seed_measures: int = 8, continue_measures: int = 8, seed: int = 0,
-                            sample_path: Path | None = None,
-                            modes: dict[str, Callable[[], Generator]] | None = None) -> dict[str, float]:
+                            sample_path: Path | None = None, modes: dict[str, ModeFactory] | None = None,
+                            draws: int = 3) -> dict[str, float]:
     """Musical statistics of continuations beside the real continuations.
 
-    ``modes`` names a fresh :class:`Generator` per piece (so each piece's random draws start from
-    the same seed); :func:`decoding_modes` by default.
+    ``modes`` maps a name to a factory of a fresh :class:`Generator` from the seed of a draw;
+    :func:`decoding_modes` by default. A stochastic mode continues each piece ``draws`` times, with
+    seeds ``seed, seed + 1, …`` (the same for every piece), and the piece's row is the mean over its
+    draws: one draw is a noisy measurement of what the model does with that chorale, and averaging
+    draws makes it less so, while the interval stays one over chorales (the draws of a piece are not
+    independent pieces). A deterministic mode (greedy: :func:`_stochastic` is false) draws once.
+    ``draws`` is in the results; the sample written to ``sample_path`` is the first draw of the first piece.
     """
+    if draws < 1:
+        raise UserError(f"draws must be at least 1; got {draws}")
     pitch_range, n_voices = module.pitch_range, module.n_voices
-    modes = decoding_modes(module, seed) if modes is None else modes
+    modes = decoding_modes(module) if modes is None else modes
     rows: dict[str, list[dict]] = {**{mode: [] for mode in modes}, "bach": []}
     sample_written = False
     for piece in datamodule.pieces[split]:
@@ -145,27 +192,21 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
         real = datamodule.datasets[split].measures_of(piece)[:seed_measures + continue_measures]
         real_notes = module.encoding.to_notes(real, pitch_range)
         seed_notes = slice_measures(real_notes, 0, seed_measures)
-        bach = musical_statistics(real_notes, n_voices, seed_measures, continue_measures)
-        bach["pitch_class_distance"] = pitch_class_distance(slice_measures(real_notes, seed_measures, continue_measures),
-                                                            seed_notes)
-        rows["bach"].append(bach)
+        rows["bach"].append(_statistics_row(real_notes, n_voices, seed_measures, continue_measures, seed_notes,
+                                            piece.key_shift))
         for mode, make_generator in modes.items():
-            generator = make_generator()
-            start = Piece(real[:seed_measures], np.zeros((seed_measures, n_voices), bool), piece.key_shift)
-            result = generator.complete(start, continue_measures)
-            notes = module.encoding.to_notes(result.measures, pitch_range)
-            stats = musical_statistics(notes, n_voices, seed_measures, continue_measures)
-            stats["pitch_class_distance"] = pitch_class_distance(slice_measures(notes, seed_measures, continue_measures),
-                                                                 seed_notes)
-            rows[mode].append(stats)
-            if sample_path is not None and mode == SAMPLE_MODE[module.model.has_latents] and not sample_written:
-                from rmvae.render import notes_to_midi, pianoroll_png
-
-                notes_to_midi(notes, sample_path, key_shift=piece.key_shift, n_voices=n_voices)
-                pianoroll_png(notes, Path(sample_path).with_suffix(".png"), n_voices, seed_measures=seed_measures,
-                              title=f"{piece.name}: {seed_measures} real + {continue_measures} measures ({mode})")
-                sample_written = True
-    results: dict[str, float] = {"continuations": float(len(rows["bach"]))}
+            generator, drawn = make_generator(seed), []
+            for draw in range(draws if _stochastic(generator) else 1):
+                generator = make_generator(seed + draw) if draw else generator
+                start = Piece(real[:seed_measures], np.zeros((seed_measures, n_voices), bool), piece.key_shift)
+                notes = module.encoding.to_notes(generator.complete(start, continue_measures).measures, pitch_range)
+                drawn.append(_statistics_row(notes, n_voices, seed_measures, continue_measures, seed_notes,
+                                             piece.key_shift))
+                if sample_path is not None and mode == SAMPLE_MODE[module.model.has_latents] and not sample_written:
+                    _write_sample(notes, sample_path, piece, n_voices, seed_measures, continue_measures, mode)
+                    sample_written = True
+            rows[mode].append(_mean_row(drawn))
+    results: dict[str, float] = {"continuations": float(len(rows["bach"])), "draws": float(draws)}
     for mode, table in rows.items():
         for statistic in (*STATISTICS, "pitch_class_distance"):
             mean, low, high = mean_ci([row[statistic] for row in table])

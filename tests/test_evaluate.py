@@ -223,10 +223,43 @@ def test_continuation_modes_are_the_generators_given(checkpoint, cache_dir, held
     module = load_checkpoint(checkpoint)
     datamodule = evaluation_datamodule(module, cache_dir)
     stats = continuation_statistics(module, datamodule, seed_measures=SEED, continue_measures=CONTINUE,
-                                    modes={"repeat": lambda: RepeatLast(module)})
+                                    modes={"repeat": lambda seed: RepeatLast(module)})
     assert not any(key.startswith(("greedy/", "latent/", "sampled/")) for key in stats)  # only the mode given
     assert stats["repeat/repeat_rate"] == 1.0
     pitch_range, pieces = held_out
     last_seed = [np.mean(np.sum(tokens[SEED - 1] < pitch_range.n_pitches, axis=-1))
                  for tokens in pieces if len(tokens) >= SEED + CONTINUE]
     assert stats["repeat/onsets_per_measure"] == pytest.approx(np.mean(last_seed))
+    assert stats["draws"] == 3.0  # recorded, though a greedy generator drew once
+
+
+def test_stochastic_modes_average_their_draws_per_piece(checkpoint, cache_dir, held_out):
+    """A sampling generator that repeats the last seed measure on even seeds and rests on odd ones:
+    with 3 draws (seeds 5, 6, 7) each piece's onsets are 1/3 of its last seed measure's; a greedy
+    generator is made once per piece."""
+    from rmvae.evaluation import continuation_statistics
+    from rmvae.tasks import Generator, Sampling
+
+    class RepeatOrRest(Generator):
+        def predict(self, measures, present, target, known=None):
+            return np.array(measures[target - 1]) if self.sampling.seed % 2 == 0 else self.empty(1)[0]
+
+    module = load_checkpoint(checkpoint)
+    datamodule = evaluation_datamodule(module, cache_dir)
+    seeds = {"stochastic": [], "greedy": []}
+
+    def factory(mode, sampling):
+        def make(seed):
+            seeds[mode].append(seed)
+            return RepeatOrRest(module, Sampling(seed=seed, **sampling))
+        return make
+
+    stats = continuation_statistics(module, datamodule, seed_measures=SEED, continue_measures=CONTINUE, seed=5,
+                                    draws=3, modes={"stochastic": factory("stochastic", {"temperature": 1.0}),
+                                                    "greedy": factory("greedy", {})})
+    assert seeds == {"stochastic": [5, 6, 7] * 2, "greedy": [5, 5]} and stats["draws"] == 3.0
+    pitch_range, pieces = held_out
+    last_seed = [np.mean(np.sum(tokens[SEED - 1] < pitch_range.n_pitches, axis=-1))
+                 for tokens in pieces if len(tokens) >= SEED + CONTINUE]
+    assert stats["stochastic/onsets_per_measure"] == pytest.approx(np.mean(last_seed) / 3)
+    assert stats["greedy/onsets_per_measure"] == 0.0  # seed 5 is odd: rests

@@ -4,6 +4,9 @@ from __future__ import annotations
 import json
 import math
 
+# Statistics whose values are a few thousandths: printed with one more decimal so that they do not round to 0.
+RARE_STATISTICS = ("parallel_perfects_per_note", "out_of_range_share")
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="a .ckpt written by `rmvae train`")
@@ -84,13 +87,15 @@ def run(args) -> int:
                 "kl_inputs", "harmony"):
         if f"{split}/{key}" in results:
             print(f"  {key:22s} {results[f'{split}/{key}']:.4f}")
-    print(f"continuations of {int(results['continuations'])} pieces (mean [95% CI]):")
+    draws = f"; sampled modes: mean of {int(results['draws'])} draws per piece" if "draws" in results else ""
+    print(f"continuations of {int(results['continuations'])} pieces (mean [95% CI] over pieces{draws}):")
     modes = [m for m in ("greedy", "latent", "sampled", "bach") if f"{m}/repeat_rate" in results]
     print(f"  {'statistic':28s} " + " ".join(f"{m:>24s}" for m in modes))
     from rmvae.metrics import STATISTICS
 
     for statistic in (*STATISTICS, "pitch_class_distance"):
-        cells = [f"{results[f'{m}/{statistic}']:.3f} [{results[f'{m}/{statistic}_ci_low']:.2f}, "
-                 f"{results[f'{m}/{statistic}_ci_high']:.2f}]" for m in modes]
+        digits = 4 if statistic in RARE_STATISTICS else 3
+        cells = [f"{results[f'{m}/{statistic}']:.{digits}f} [{results[f'{m}/{statistic}_ci_low']:.{digits - 1}f}, "
+                 f"{results[f'{m}/{statistic}_ci_high']:.{digits - 1}f}]" for m in modes]
         print(f"  {statistic:28s} " + " ".join(f"{c:>24s}" for c in cells))
     return 0
