@@ -25,7 +25,7 @@ from ablations.runfolder import read_grid
 from reports.figures import (plot_collapse, plot_dose_response, plot_final_metrics, plot_learning_curves,
                              plot_music_stats, plot_nll_vs_unigram, use_theme)
 from reports.samples import WAV_SECONDS, copy_samples
-from reports.sections import dose_section, learn_section, music_table, thesis_section
+from reports.sections import dose_section, draws_sentence, learn_section, music_table, thesis_section
 from reports.tables import arm_order, dose_weights, load_tables
 from reports.text import (DIRECTION_WORDS, detectable_difference, detectable_note, few_seeds_note, figure_lines, fmt,
                           summary_cell, verdict)
@@ -107,7 +107,8 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
     music = music_table(summary, arms)
     if music:
         lines += ["", "## Musical statistics against held-out Bach", "",
-                  "Mean over seeds [95 % t-interval]; the closer to the Bach column, the better.", ""] + music
+                  "Mean over seeds [95 % t-interval]; the closer to the Bach column, the better."
+                  + draws_sentence(summary), ""] + music
 
     lines += ["", "## Figures", ""] + figure_lines(grid_dir, figures)
     if not figures:

@@ -30,6 +30,7 @@ VALID_RANGES = {
     "*acc*": (0.0, 1.0), "*rate*": (0.0, 1.0), "pitch_class_distance": (0.0, 1.0),  # shares; total variation
     "kl*": (0.0, None), "*nll": (0.0, None), "recon*": (0.0, None), "*entropy": (0.0, None),
     "distinct_pitches*": (0.0, None), "active_units": (0.0, None), "onsets_per_measure": (0.0, None),
+    "out_of_range_share": (0.0, 1.0), "parallel_perfects_per_note": (0.0, None),  # a share; a count per note
 }
 
 

@@ -211,6 +211,17 @@ def thesis_section(name: str, grid: dict, tables: dict[str, pd.DataFrame]) -> li
     return lines + ["- " + _claim_sentence(*claim, tables) for claim in claims]
 
 
+def draws_sentence(summary: pd.DataFrame) -> str:
+    """How many draws per chorale a run's sampled continuations average (runs that predate the
+    ``draws`` result say nothing), so that a reader knows how noisy one run's value is."""
+    found = sorted(set(summary.loc[summary["metric"] == "draws", "mean"].round().astype(int))) \
+        if "metric" in summary else []
+    if not found:
+        return ""
+    count = f"{found[0]}" if len(found) == 1 else f"{found[0]} to {found[-1]}"
+    return f" A run's sampled continuations are the mean of {count} draws per chorale (greedy: one)."
+
+
 def music_table(summary: pd.DataFrame, arms: list[str]) -> list[str]:
     metrics = music_metrics(summary)
     if not metrics:

@@ -178,15 +178,24 @@ def test_comparison_table_shows_the_smallest_detectable_difference(built):
 
 def test_valid_range_of_metric_names():
     for metric in ("test/acc", "train/acc_step", "val/acc_onsets", "test/unigram_acc", "greedy/repeat_rate",
-                   "bach/dissonance_rate_ci_high", "latent/pitch_class_distance"):
+                   "bach/dissonance_rate_ci_high", "latent/pitch_class_distance", "sampled/out_of_range_share"):
         assert figures.valid_range(metric) == (0.0, 1.0), metric
     for metric in ("val/nll", "test/unigram_nll", "val/recon_nll", "train/kl_inputs_epoch", "test/kl",
                    "test/recon_full_term", "greedy/note_length_entropy", "sampled/distinct_pitches_per_voice",
-                   "val/active_units", "greedy/onsets_per_measure"):
+                   "val/active_units", "greedy/onsets_per_measure", "latent/parallel_perfects_per_note"):
         assert figures.valid_range(metric) == (0.0, None), metric
     for metric in ("test/gain_vs_unigram", "test/gain_vs_unigram_ci_low", "test/elbo", "train/loss_step",
                    "test/harmony", "lr-Adam"):
         assert figures.valid_range(metric) == (None, None), metric
+
+
+def test_draws_sentence_says_how_many_draws_a_run_averages():
+    summary = pd.DataFrame({"arm": ["a", "b", "a"], "metric": ["draws", "draws", "test/nll"], "mean": [3.0, 3.0, 80.0]})
+    assert sections.draws_sentence(summary) == (" A run's sampled continuations are the mean of 3 draws per chorale "
+                                                "(greedy: one).")
+    assert "of 1 to 3 draws" in sections.draws_sentence(summary.assign(mean=[1.0, 3.0, 80.0]))
+    assert sections.draws_sentence(summary[summary["metric"] != "draws"]) == ""  # runs from before draws were kept
+    assert sections.draws_sentence(pd.DataFrame()) == ""
 
 
 def test_bands_are_clipped_to_the_valid_range():
