@@ -1,9 +1,12 @@
 """Train one RMVAE run from a :class:`~rmvae.config.Config` into a run folder.
 
-The run folder holds ``config.json``, ``metrics.csv`` (Lightning's CSVLogger, always on),
-``checkpoints/best.ckpt`` (lowest ``val/nll``: the importance-weighted next-measure NLL, comparable across
-ablation arms, unlike the total loss) and ``checkpoints/last.ckpt``. A folder that already has
-``last.ckpt`` resumes from it. Weights & Biases logs the same numbers (offline unless the user
+The run folder holds ``config.json``, ``metrics.csv`` (every logged row, always on:
+:mod:`rmvae.run_log`), ``checkpoints/best.ckpt`` (lowest ``val/nll``: the importance-weighted
+next-measure NLL, comparable across ablation arms, unlike the total loss) and
+``checkpoints/last.ckpt`` (written between epochs). A folder that already has ``last.ckpt``
+resumes from it and ends as if never stopped, however often it was killed
+(:mod:`rmvae.checkpoints`, :mod:`rmvae.data.sampling`); a torn or foreign ``last.ckpt`` stops
+the run with one line saying what to do. Weights & Biases logs the same numbers (offline unless the user
 has logged in). The same code runs on CPU, one GPU, or DDP over ``train.devices`` processes.
 """
 from __future__ import annotations
@@ -17,15 +20,17 @@ import lightning as L
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 
+from rmvae.checkpoints import AtomicCheckpointIO, CheckpointError, LastCheckpoint, check_resumable
 from rmvae.config import Config
 from rmvae.data.datamodule import ChoraleDataModule
 from rmvae.data.sampling import ExactResume
-from rmvae.files import atomic_write_csv, atomic_write_text
+from rmvae.files import atomic_write_text, remove_stray_temporaries
 from rmvae.module import RMVAEModule, TrainingDiverged
+from rmvae.run_log import RunCSVLogger
 
-__all__ = ["train", "TrainingDiverged", "wandb_mode"]
+__all__ = ["train", "TrainingDiverged", "CheckpointError", "wandb_mode"]
 
 MONITOR = "val/nll"
 
@@ -45,7 +50,7 @@ def wandb_mode() -> str:
 
 
 def _loggers(config: Config, out_dir: Path) -> list:
-    loggers = [CSVLogger(save_dir=str(out_dir), name="", version="")]
+    loggers = [RunCSVLogger(str(out_dir))]
     if config.train.wandb:
         run_id_file = out_dir / "wandb_id.txt"  # the same W&B run continues when the run resumes
         run_id = run_id_file.read_text().strip() if run_id_file.exists() else None
@@ -59,21 +64,25 @@ def _loggers(config: Config, out_dir: Path) -> list:
 
 def build_trainer(config: Config, out_dir: Path, loggers: list, progress_bar: bool = True) -> L.Trainer:
     train = config.train
+    # best.ckpt keeps its name when a replayed epoch writes it again after a resume.
     best = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="best", monitor=MONITOR,
-                           mode="min", save_top_k=1, auto_insert_metric_name=False)
-    # last.ckpt once the epoch is over (validation included): a kill mid-epoch resumes there and
-    # replays the lost steps exactly (rmvae.data.sampling).
-    last = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="last", save_top_k=1,
-                           save_on_train_epoch_end=True, enable_version_counter=False)
-    callbacks = [best, last, ExactResume(), LearningRateMonitor(logging_interval="epoch")]
+                           mode="min", save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    # last.ckpt between epochs, before LearningRateMonitor logs the new epoch's row: a kill at any
+    # moment resumes there and replays the lost steps and rows exactly (rmvae.checkpoints).
+    last = LastCheckpoint(out_dir / "checkpoints" / "last.ckpt", _run_log(loggers))
+    callbacks = [last, ExactResume(), best, LearningRateMonitor(logging_interval="epoch")]
     strategy = "ddp" if train.devices > 1 else "auto"
     return L.Trainer(max_epochs=train.max_epochs if train.max_steps <= 0 else -1, max_steps=train.max_steps,
                      accelerator=train.accelerator, devices=train.devices, strategy=strategy,
                      precision=train.precision, gradient_clip_val=train.grad_clip, logger=loggers,
-                     callbacks=callbacks, deterministic=train.deterministic,
+                     callbacks=callbacks, plugins=[AtomicCheckpointIO()], deterministic=train.deterministic,
                      log_every_n_steps=train.log_every_n_steps, limit_val_batches=train.limit_val_batches,
                      check_val_every_n_epoch=train.val_every_n_epochs,
                      enable_progress_bar=progress_bar, enable_model_summary=False, default_root_dir=str(out_dir))
+
+
+def _run_log(loggers: list) -> RunCSVLogger:
+    return next(logger for logger in loggers if isinstance(logger, RunCSVLogger))
 
 
 def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_dir: str | Path | None = None) -> dict:
@@ -84,6 +93,7 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
 
     Raises:
         TrainingDiverged: the loss became NaN/inf; the message names the step and last finite terms.
+        CheckpointError: ``last.ckpt`` is torn or belongs to another run (one line: what to do).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -102,13 +112,16 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
     trainer = build_trainer(config, out_dir, loggers, progress_bar=progress_bar)
     last = out_dir / "checkpoints" / "last.ckpt"
     metrics_csv = out_dir / "metrics.csv"
-    earlier = pd.read_csv(metrics_csv) if last.exists() and metrics_csv.exists() else None
+    if last.exists():
+        check_resumable(last, config)
+    if trainer.is_global_zero:
+        remove_stray_temporaries(last.parent)
+        if not last.exists():  # a first attempt killed before its first checkpoint left rows behind
+            metrics_csv.unlink(missing_ok=True)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if last.exists() else None,
                     weights_only=False)
     finally:
-        if earlier is not None and trainer.is_global_zero:
-            _merge_metrics(earlier, metrics_csv)
         run_id = None
         for logger in loggers:
             if isinstance(logger, WandbLogger):
@@ -141,13 +154,6 @@ def collapse_warning(result: dict) -> str | None:
                 f"prediction then ignores the past. See README 'The objective' (model.latent_prior=temporal, "
                 f"model.temporal_input=experts, loss.free_bits).")
     return None
-
-
-def _merge_metrics(earlier: pd.DataFrame, metrics_csv: Path) -> None:
-    """CSVLogger starts a fresh metrics.csv on resume: put the rows logged before the resume back."""
-    latest = pd.read_csv(metrics_csv) if metrics_csv.exists() else earlier.iloc[:0]
-    resumed_at = latest["step"].min() if len(latest) else float("inf")
-    atomic_write_csv(pd.concat([earlier[earlier["step"] < resumed_at], latest], ignore_index=True), metrics_csv)
 
 
 def torch_threads(n: int | None) -> None:
