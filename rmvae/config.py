@@ -24,14 +24,19 @@ class ConfigError(ValueError):
 
 # Size presets follow the thesis's RNN configurations (SPEC §2, table). Widths are
 # multiplied by ModelConfig.width_scale so the quick profile can shrink them together.
+# ``writer_width``: the hidden size of the measure writer (the autoregressive decoder) and of
+# the autoregressive baseline, which stacks ``BASELINE_WRITER_LAYERS`` of them over the window.
 SIZES: dict[str, dict[str, Any]] = {
     "small": dict(frame_fc=(48, 32, 32), note_lstm=(64, 64), measure_fc=(64, 128),
-                  temporal_layers=2, temporal_width=64),
+                  temporal_layers=2, temporal_width=64, writer_width=256),
     "medium": dict(frame_fc=(64, 48, 32, 48), note_lstm=(128, 128), measure_fc=(256, 256),
-                   temporal_layers=2, temporal_width=128),
+                   temporal_layers=2, temporal_width=128, writer_width=384),
     "big": dict(frame_fc=(64, 48, 48, 48, 64), note_lstm=(256, 256), measure_fc=(256, 256, 256),
-                temporal_layers=3, temporal_width=256),
+                temporal_layers=3, temporal_width=256, writer_width=512),
 }
+# The baseline's writer carries the whole past in its state (no encoders, no temporal model):
+# two layers, as the autoregressive LSTMs of the BachBot / DeepBach family.
+BASELINE_WRITER_LAYERS = 2
 
 
 def _check_choice(name: str, value: Any, choices) -> None:
@@ -83,8 +88,19 @@ class ModelConfig:
 
     # "rmvae": the latent-variable model; "direct": the same encoders, temporal LSTM and
     # decoders with no latent at all (the decoder reads the temporal state), trained on the
-    # next-measure NLL alone: the baseline that says what the latents add.
+    # next-measure NLL alone: the baseline that says what the latents add; "autoregressive": no
+    # encoders and no latent, a measure writer (rmvae.model.writer) run over the whole window's
+    # tokens, trained on every token of the window: the model a user of the field picks instead.
     kind: str = "rmvae"
+    # How a measure's tokens are predicted from z and the temporal state: "factorised", every
+    # voice and step independently (the thesis's per-voice decoders, model.encoder's kind), or
+    # "autoregressive", one token at a time by the chain rule (rmvae.model.writer; mono only).
+    measure_decoder: str = "factorised"
+    # Measure writer: embedding size of one voice's token, dropout of its LSTM, and the share of
+    # its earlier-step inputs replaced by the unknown token in training (word dropout).
+    writer_embed: int = 16
+    writer_dropout: float = 0.1
+    writer_token_dropout: float = 0.0
     size: str = "medium"
     # Per-voice encoders and decoders: "fc" (the flattened measure through FC layers), "conv"
     # (5×5 convolutions) or "rnn" (FC → BiLSTM → FC, the thesis's).
@@ -113,7 +129,10 @@ class ModelConfig:
     dropout_rnn: float = 1e-3
 
     def __post_init__(self):
-        _check_choice("model.kind", self.kind, {"rmvae", "direct"})
+        _check_choice("model.kind", self.kind, {"rmvae", "direct", "autoregressive"})
+        _check_choice("model.measure_decoder", self.measure_decoder, {"factorised", "autoregressive"})
+        if not 0 <= self.writer_token_dropout < 1 or not 0 <= self.writer_dropout < 1:
+            raise ConfigError("model.writer_dropout and model.writer_token_dropout must be in [0, 1)")
         _check_choice("model.size", self.size, set(SIZES))
         _check_choice("model.encoder", self.encoder, {"rnn", "conv", "fc"})
         _check_choice("model.temporal_input", self.temporal_input, {"experts", "latents"})
@@ -142,7 +161,13 @@ class ModelConfig:
                     note_lstm=tuple(scale(w) for w in preset["note_lstm"]),
                     measure_fc=tuple(scale(w) for w in preset["measure_fc"]),
                     temporal_layers=preset["temporal_layers"],
-                    temporal_width=scale(preset["temporal_width"]))
+                    temporal_width=scale(preset["temporal_width"]),
+                    writer_width=scale(preset["writer_width"]))
+
+    @property
+    def writes(self) -> bool:
+        """The measures are written token by token (the autoregressive decoder or baseline)."""
+        return self.kind == "autoregressive" or self.measure_decoder == "autoregressive"
 
 
 @dataclass(frozen=True)
@@ -245,6 +270,12 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        if self.model.writes and self.data.encoding != "mono":
+            raise ConfigError("a model that writes tokens one at a time (model.kind=autoregressive or "
+                              "model.measure_decoder=autoregressive) needs data.encoding=mono; set "
+                              "model.measure_decoder=factorised and model.kind=rmvae for the poly encoding")
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples → lists, plain types only
 
@@ -271,6 +302,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "model.skip_last_measure": False,
     "loss.subset_inputs": "subset",
     "loss.elbo_terms": "subsampled",
+    "model.measure_decoder": "factorised",
 }
 
 

@@ -19,11 +19,12 @@ import torch
 from torch import Tensor
 
 from rmvae import losses
-from rmvae.config import Config, with_added_fields
+from rmvae.config import STEPS_PER_MEASURE, Config, with_added_fields
 from rmvae.data.encoding import PitchRange
 from rmvae.data.sampling import step_seed
 from rmvae.encodings import encoding_named
-from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, draw_latents, pick_measures, reparameterise
+from rmvae.model.baseline import AutoregressiveBaseline
+from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, Teacher, draw_latents, pick_measures, reparameterise
 from rmvae.step_metrics import StepMetrics
 
 
@@ -58,6 +59,10 @@ class Window:
     def measures(self) -> int:
         return self.input_mask.shape[1]
 
+    @property
+    def teacher(self) -> Teacher:
+        return Teacher(self.inputs, self.target)
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last finite terms."""
@@ -83,7 +88,9 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         self.pitch_range = PitchRange(encoding_info["low"], encoding_info["high"])
         self.n_voices = encoding_info["n_voices"]
         self.encoding = encoding_named(encoding_info["encoding"])  # an Encoding; the checkpoint keeps the name
-        self.model = RMVAE(self.config.model, self.n_voices, self.pitch_range.n_pitches, self.encoding)
+        model_cls = AutoregressiveBaseline if self.config.model.kind == "autoregressive" else RMVAE
+        self.model = model_cls(self.config.model, self.n_voices, self.pitch_range.n_pitches, self.encoding,
+                               target_offset=self.config.data.offset)
         self._last_finite: dict[str, float] = {}
         self._unit_sums: Tensor | None = None  # (3, Z): count, Σ shift, Σ shift² over the eval epoch
         self._eval_generator: torch.Generator | None = None  # subset draws of the batch being evaluated
@@ -146,6 +153,8 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         The returned output predicts the target from the past alone (no target voice known):
         accuracy and the music terms read it, whatever the full-set term infers its latent from.
         """
+        if self.config.model.kind == "autoregressive":
+            return self.autoregressive_step(batch)
         window = self.encode_window(batch)
         if not self.model.has_latents:  # direct predictor: the next-measure NLL is the whole objective
             return self.direct_step(window)
@@ -156,7 +165,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         for name, voices in self.elbo_masks(window.batch_size, window.inputs.device):
             term, outputs[name] = self.elbo_term(window, name, voices, beta, recon_measures, logs)
             total = total + term
-        prediction = self.pure_prediction(outputs["full"], known_target=self.config.loss.target_posterior)
+        prediction = self.pure_prediction(outputs["full"], window, known_target=self.config.loss.target_posterior)
         # Single-sample NLL of the prediction from the past alone (the prior's mean in evaluation).
         logs["recon_nll"] = self.reconstruction(prediction.prediction, window.target, window.target_mask).mean()
         total = total + self.music_loss(prediction, window, logs)
@@ -176,7 +185,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
     def direct_step(self, window: Window) -> tuple[Tensor, dict[str, Tensor], RMVAEOutput]:
         """The direct predictor's objective: the next measure's NLL (and the music terms)."""
         output = self.model.from_experts(window.input_mu, window.input_logvar, window.input_mask,
-                                         sample=self.training, reconstruct=False)
+                                         sample=self.training, reconstruct=False, teacher=window.teacher)
         nll = self.reconstruction(output.prediction, window.target, window.target_mask)
         logs = {"recon_nll": nll.mean(), "recon": nll.mean()}
         total = nll.mean() + self.music_loss(output, window, logs)
@@ -200,7 +209,8 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         # once per subset would multiply the decoder cost by the number of terms.
         output = self.model.from_experts(window.input_mu, window.input_logvar, term_mask, window.target_mu,
                                          window.target_logvar, known, sample=self.training,
-                                         reconstruct=cfg.recon_inputs and full, recon_measures=recon_measures)
+                                         reconstruct=cfg.recon_inputs and full, recon_measures=recon_measures,
+                                         teacher=window.teacher)
         recon_target = self.reconstruction(output.prediction, window.target, window.target_mask)  # all voices
         # The target's KL is against the temporal model's prediction, in every term.
         kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
@@ -244,14 +254,37 @@ class RMVAEModule(StepMetrics, L.LightningModule):
                                   output.input_prior_logvar, per_dim=True)
         return kl * present
 
-    def pure_prediction(self, output: RMVAEOutput, known_target: bool) -> RMVAEOutput:
+    def autoregressive_step(self, batch: dict) -> tuple[Tensor, dict[str, Tensor], RMVAEOutput]:
+        """The autoregressive baseline's objective: the NLL of every present token of the window
+        (input measures and target), per window; ``recon_nll`` is the target's alone."""
+        inputs, input_mask = batch["inputs"], batch["input_mask"].bool()
+        target, target_mask = batch["target"], batch["target_mask"].bool()
+        log_probs = self.model.window_log_probs(inputs, input_mask, target)  # (B, T + offset, V, S, C)
+        measures = inputs.shape[1]
+        window_tokens = torch.cat([inputs, target.unsqueeze(1)], dim=1).long()  # (B, T + 1, V, S)
+        window_mask = torch.cat([input_mask, target_mask.unsqueeze(1)], dim=1)  # (B, T + 1, V)
+        scored = torch.cat([log_probs[:, :measures], log_probs[:, -1:]], dim=1)  # the gap is never scored
+        token_nll = -scored.gather(-1, window_tokens.unsqueeze(-1)).squeeze(-1).sum(-1)  # (B, T + 1, V)
+        token_nll = token_nll * window_mask
+        prediction = self.model.measure_heads(log_probs[:, -1])
+        output = RMVAEOutput(expert_mu=None, expert_logvar=None, state=None, prediction=prediction)
+        target_nll = token_nll[:, -1].sum(-1)
+        total = token_nll.sum(dim=(1, 2)).mean()
+        logs = {"recon_nll": target_nll.mean(), "recon": target_nll.mean(), "loss": total,
+                "window_nll_per_token": token_nll.sum() / (window_mask.sum() * STEPS_PER_MEASURE)}
+        truth = torch.cat([inputs, target.unsqueeze(1)], dim=1)
+        logs.update({k: v.mean() for k, v in self.music_terms(prediction, truth, window_mask).items()})
+        return total, logs, output
+
+    def pure_prediction(self, output: RMVAEOutput, window: Window, known_target: bool) -> RMVAEOutput:
         """The full-set output, or — when its target latent was inferred from the target — the
         same past decoded from the prediction alone (a sample in training, the mean otherwise)."""
         if not known_target:
             return output
         z = reparameterise(output.prior_mu, output.prior_logvar) if self.training else output.prior_mu
+        prediction = self.model.decode(z, output.state, *self.model.target_teacher(window.teacher, window.input_mask))
         return dataclasses.replace(output, target_mu=output.prior_mu, target_logvar=output.prior_logvar,
-                                   target_z=z, prediction=self.model.decode(z, output.state))
+                                   target_z=z, prediction=prediction)
 
     def music_loss(self, output: RMVAEOutput, window: Window, logs: dict[str, Tensor]) -> Tensor:
         """Weighted scale, rhythm and harmony terms of the predicted measure (all logged, weight 0 or not)."""
@@ -289,13 +322,17 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         """
         inputs, input_mask = batch["inputs"], batch["input_mask"].bool()
         target, target_mask = batch["target"], batch["target_mask"].bool()
+        if self.config.model.kind == "autoregressive":  # exact by the chain rule
+            heads = self.model.measure_heads(self.model.window_log_probs(inputs, input_mask, target)[:, -1])
+            return self.reconstruction(heads, target, target_mask)
         if not self.model.has_latents:
-            output = self.model(inputs, input_mask, sample=False, reconstruct=False)
+            output = self.model(inputs, input_mask, target, sample=False, reconstruct=False)
             return self.reconstruction(output.prediction, target, target_mask)
         output = self.model(inputs, input_mask, target, target_mask, sample=False, reconstruct=False)
         q_mu, q_logvar = output.target_mu, output.target_logvar  # (B, Z)
         z = draw_latents(q_mu, q_logvar, n_samples, generator)  # (K, B, Z)
-        decoded = self.model.decode(z, output.state)  # the state broadcasts over the K draws
+        # the state (and a writer's teacher tokens) broadcast over the K draws
+        decoded = self.model.decode(z, output.state, *self.model.target_teacher(Teacher(inputs, target), input_mask))
         expand = lambda x: x.expand(n_samples, *x.shape).reshape(-1, *x.shape[1:])  # noqa: E731
         flat = Decoded(**{k: None if v is None else v.reshape(-1, *v.shape[2:]) for k, v in vars(decoded).items()})
         log_lik = -self.reconstruction(flat, expand(target), expand(target_mask)).reshape(n_samples, -1)  # (K, B)
@@ -338,7 +375,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
     def scored_prediction(self, output: RMVAEOutput, batch_idx: int) -> Decoded:
         """What ``acc*`` decodes greedily: each step's predictive marginal over ``loss.nll_samples``
         latent draws (the evaluation noise of batch ``batch_idx``), or a direct model's prediction."""
-        if not self.model.has_latents:
+        if not self.model.has_latents or self.config.model.writes:  # a writer's: teacher-forced
             return output.prediction
         return self.model.predictive_marginal(output.prior_mu, output.prior_logvar, output.state,
                                               self.config.loss.nll_samples, eval_generator(batch_idx))
@@ -349,7 +386,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         # greedy accuracy of the predictive distribution, not of its mean latent
         logs.update(self.accuracy_logs(dataclasses.replace(output, prediction=self.scored_prediction(output, batch_idx)),
                                        batch))
-        if self.model.has_latents:
+        if self.model.has_latents and not self.config.model.writes:
             logs.update(self.accuracy_logs(output, batch, prefix="acc_mean_latent"))
         logs.update(self.baseline_logs(batch))
         logs.update(self.fill_logs(batch, batch_idx))

@@ -21,7 +21,7 @@ class StepMetrics:
 
     def accuracy_logs(self, output: RMVAEOutput, batch: dict, prefix: str = "acc") -> dict[str, Tensor]:
         """Accuracy of the greedy decoding of the target measure: all, onsets only, pitches only, per voice."""
-        predicted = self.model.decode_tokens(output.prediction)
+        predicted = self.encoding.decode_tokens(output.prediction)
         scores = self.encoding.accuracy(predicted, batch["target"], self.pitch_range)
         renamed = {"all": prefix, "onsets": f"{prefix}_onsets", "pitches": f"{prefix}_pitches"}
         return {renamed.get(k, f"{prefix}_{k.replace('_', '')}"): torch.as_tensor(v) for k, v in scores.items()}
@@ -47,9 +47,17 @@ class StepMetrics:
         voice = batch_idx % self.n_voices
         keep = torch.ones(self.n_voices, dtype=torch.bool, device=self.device)
         keep[voice] = False
-        output = self.model(batch["inputs"], batch["input_mask"].bool(), batch["target"],
-                            batch["target_mask"].bool() & keep, sample=False, reconstruct=False)
-        predicted = self.model.decode_tokens(output.prediction)
+        inputs, input_mask, target = batch["inputs"], batch["input_mask"].bool(), batch["target"]
+        known_mask = batch["target_mask"].bool() & keep
+        if self.config.model.kind == "autoregressive":  # greedy, the kept voices clamped
+            predicted = self.model.write(inputs, input_mask, target, known_mask)
+        else:
+            output = self.model(inputs, input_mask, target, known_mask, sample=False, reconstruct=False)
+            if self.config.model.writes:  # greedy from the mean latent, the kept voices clamped
+                previous = self.model.previous_of_target(inputs, input_mask)
+                predicted = self.model.write(output.target_mu, output.state, previous, target, known_mask)
+            else:
+                predicted = self.model.decode_tokens(output.prediction)
         hits = self.encoding.step_hits(predicted[:, voice], batch["target"][:, voice])
         return {"acc_fill": hits.float().mean()}
 

@@ -17,6 +17,7 @@ import torch
 
 from rmvae.config import STEPS_PER_MEASURE
 from rmvae.model.rmvae import draw_latents
+from rmvae.model.writer import TokenSampling
 from rmvae.module import RMVAEModule
 
 
@@ -29,15 +30,17 @@ class Sampling:
     """How a measure is drawn: its latent, then its symbols.
 
     ``latent_temperature`` τ draws z = μ + τ·σ·ε from the predicted Gaussian (0 = its mean);
-    ``temperature`` samples the output heads per token (0 = greedy). Latent sampling with
+    ``temperature`` samples the tokens (0 = greedy), over the ``top_k`` most likely classes and
+    the nucleus of mass ``top_p`` (an autoregressive measure decoder only). Latent sampling with
     greedy tokens varies the measure as a whole (the VAE's way to avoid loops); token sampling
-    varies every step independently.
+    varies every token, which a writer draws hearing the tokens drawn before it.
     """
 
     temperature: float = 0.0
     top_k: int | None = None
     seed: int = 0
     latent_temperature: float = 0.0
+    top_p: float | None = None
 
     def __post_init__(self):
         if not self.temperature >= 0:  # also refuses NaN
@@ -46,6 +49,13 @@ class Sampling:
             raise TaskError(f"--latent-temperature must be ≥ 0 (0 = the predicted mean); got {self.latent_temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise TaskError(f"--top-k must be at least 1; got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise TaskError(f"--top-p must be in (0, 1]; got {self.top_p}")
+
+    @property
+    def tokens(self) -> TokenSampling:
+        """How each token is drawn (:class:`rmvae.model.writer.TokenSampling`)."""
+        return TokenSampling(self.temperature, self.top_k, self.top_p)
 
     def generator(self) -> torch.Generator | None:
         return torch.Generator().manual_seed(self.seed) if self.temperature > 0 or self.latent_temperature > 0 else None
@@ -114,22 +124,29 @@ class Generator:
             known: ``(V,)`` voices of the target measure given as conditioning (fill/harmonize/inpaint).
         """
         inputs, mask = self._window(measures, present, target)
-        target_measure = target_mask = None
-        if known is not None and known.any() and not self.model.has_latents:
-            raise TaskError("this checkpoint is a direct predictor (model.kind=direct): it cannot condition on known "
-                            "voices; use --task complete, or a checkpoint of the RMVAE")
+        known_measure = known_mask = None
         if known is not None and known.any() and target < len(measures):
-            target_measure = torch.from_numpy(np.asarray(measures[target]))[None]
-            target_mask = torch.from_numpy(np.asarray(known, dtype=bool))[None]
-        output = self.model(inputs, mask, target_measure, target_mask, sample=False, reconstruct=False)
-        prediction = output.prediction
-        if self.sampling.latent_temperature > 0 and self.model.has_latents:
-            z = draw_latents(output.target_mu, output.target_logvar, 1, self._generator,
-                             scale=self.sampling.latent_temperature)[0]
-            prediction = self.model.decode(z, output.state)
-        decoded = self.model.decode_tokens(prediction, temperature=self.sampling.temperature,
-                                           top_k=self.sampling.top_k, generator=self._generator)
-        return decoded[0].numpy()
+            known_measure = torch.from_numpy(np.asarray(measures[target]))[None]
+            known_mask = torch.from_numpy(np.asarray(known, dtype=bool))[None]
+        try:
+            if self.module.config.model.kind == "autoregressive":
+                return self.model.write(inputs, mask, known_measure, known_mask, self.sampling.tokens,
+                                        self._generator)[0].numpy()
+            if known_mask is not None and not self.model.has_latents:
+                raise TaskError("this checkpoint is a direct predictor (model.kind=direct): it cannot condition on "
+                                "known voices; use --task complete, or a checkpoint of the RMVAE")
+            output = self.model(inputs, mask, known_measure, known_mask, sample=False, reconstruct=False, decode=False)
+            z = output.target_z
+            if self.sampling.latent_temperature > 0 and self.model.has_latents:
+                z = draw_latents(output.target_mu, output.target_logvar, 1, self._generator,
+                                 scale=self.sampling.latent_temperature)[0]
+            previous = self.model.previous_of_target(inputs, mask) if self.model.writer is not None else None
+            return self.model.write(z, output.state, previous, known_measure, known_mask, self.sampling.tokens,
+                                    self._generator)[0].numpy()
+        except ValueError as error:  # e.g. top-p with a factorised decoder
+            if isinstance(error, TaskError):
+                raise
+            raise TaskError(str(error)) from None
 
     # --- tasks ------------------------------------------------------------------------------
 
@@ -207,7 +224,7 @@ class Generator:
                 raise TaskError("gaussian noise decodes random latents; a direct predictor has none: use uniform or binomial")
             with torch.inference_mode():
                 eps = torch.from_numpy(rng.standard_normal((n_seed, self.model.config.z_dim)).astype(np.float32))
-                seed = self.model.decode_tokens(self.model.decode_first_measures(eps)).numpy()
+                seed = self.model.write_first_measures(eps, self.sampling.tokens, self._generator).numpy()
         elif kind in ("uniform", "binomial"):
             if not self.module.encoding.monophonic:
                 raise TaskError(f"{kind} noise seeds are defined for the mono encoding; use gaussian")
@@ -237,7 +254,7 @@ class Generator:
             latents.append(self.model.from_experts(mu, logvar, mask, sample=False, decode=False).post_mu[0])  # (L, Z)
         blends = torch.cat([torch.lerp(latents[0], latents[1], alpha) for alpha in np.linspace(0, 1, n_points)])
         state = blends.new_zeros(len(blends), self.model.state_size)  # no context: the blends stand alone
-        measures = self.model.decode_tokens(self.model.decode(blends, state)).numpy()
+        measures = self.model.write(blends, state).numpy()
         generated = np.ones(measures.shape[:2], dtype=bool)
         return Piece(measures, generated, piece_a.key_shift, piece_a.tempo)
 

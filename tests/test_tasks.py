@@ -119,10 +119,10 @@ def model_calls(model):
     hook = model.register_forward_pre_hook(on_forward, with_kwargs=True)
     original_decode = model.decode
 
-    def decode(z, state=None):
+    def decode(z, state=None, *teacher):
         latents.append(z.detach().clone())
         states.append(None if state is None else state.detach().clone())
-        return original_decode(z, state)
+        return original_decode(z, state, *teacher)
 
     model.decode = decode
     try:

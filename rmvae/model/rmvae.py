@@ -18,6 +18,16 @@ from rmvae.model.decoders import ConvVoiceDecoder, FCVoiceDecoder, VoiceDecoder
 from rmvae.model.encoders import ConvVoiceEncoder, FCVoiceEncoder, VoiceEncoder
 from rmvae.model.layers import run_lstm
 from rmvae.model.poe import product_of_experts, recurrent_posteriors
+from rmvae.model.writer import MeasureWriter, TokenSampling, as_mono_decoded
+
+
+@dataclass
+class Teacher:
+    """The tokens a measure writer is teacher-forced on: the window ``(B, T, V, S)`` and the
+    target ``(B, V, S)`` (None when only the past is known). Unused by factorised decoders."""
+
+    inputs: Tensor
+    target: Tensor | None = None
 
 
 @dataclass
@@ -89,7 +99,8 @@ class RMVAE(nn.Module):
             classes) or "poly" (activation + duration).
     """
 
-    def __init__(self, config: ModelConfig, n_voices: int, n_pitches: int, encoding: Encoding | str):
+    def __init__(self, config: ModelConfig, n_voices: int, n_pitches: int, encoding: Encoding | str,
+                 target_offset: int = 1):
         super().__init__()
         if n_voices < 1 or n_pitches < 1:
             raise ValueError(f"need n_voices ≥ 1 and n_pitches ≥ 1; got {n_voices}, {n_pitches}")
@@ -97,6 +108,7 @@ class RMVAE(nn.Module):
         self.n_voices = n_voices
         self.n_pitches = n_pitches
         self.encoding = encoding_named(encoding)
+        self.target_offset = target_offset  # the target follows the last input measure by this many
         self.has_latents = config.kind == "rmvae"
         self.n_features = self.encoding.n_features(n_pitches)
         encoder_cls, decoder_cls = {"rnn": (VoiceEncoder, VoiceDecoder), "conv": (ConvVoiceEncoder, ConvVoiceDecoder),
@@ -108,7 +120,14 @@ class RMVAE(nn.Module):
         self.state_size = width + (per_measure if config.skip_last_measure else 0)
         decoder_in = (config.z_dim if self.has_latents else 0) + (self.state_size if config.decoder_context else 0)
         self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
-        self.decoders = nn.ModuleList(decoder_cls(config, self.encoding, n_pitches, decoder_in) for _ in range(n_voices))
+        self.writer = None
+        if config.measure_decoder == "autoregressive":
+            self.writer = MeasureWriter(n_voices, n_pitches + 2, decoder_in, layers["writer_width"],
+                                        embed=config.writer_embed, dropout=config.writer_dropout,
+                                        token_dropout=config.writer_token_dropout)
+        else:
+            self.decoders = nn.ModuleList(decoder_cls(config, self.encoding, n_pitches, decoder_in)
+                                          for _ in range(n_voices))
         # Per measure the temporal LSTM reads the experts' means side by side or z_t (zeroed where
         # no voice is present), and the voice mask.
         self.temporal = nn.LSTM(per_measure + n_voices, width, num_layers=n_layers, batch_first=True,
@@ -205,23 +224,55 @@ class RMVAE(nn.Module):
             parts[1] = parts[1].expand(*parts[0].shape[:-1], parts[1].shape[-1])
         return torch.cat(parts, dim=-1)
 
-    def decode(self, z: Tensor | None, state: Tensor | None = None) -> Decoded:
-        """Latents ``(..., Z)`` (and state ``(..., W)``) → every voice's logits, ``(..., V, S, ...)``."""
-        return self.decode_inputs(self.decoder_input(z, state))
+    def decode(self, z: Tensor | None, state: Tensor | None = None, truth: Tensor | None = None,
+               previous: Tensor | None = None) -> Decoded:
+        """Latents ``(..., Z)`` (and state ``(..., W)``) → every voice's logits, ``(..., V, S, ...)``.
 
-    def decode_first_measures(self, eps: Tensor) -> Decoded:
-        """Standard normal noise ``(N, Z)`` → measures decoded as if each began a piece: z drawn
-        from the first measure's prior (N(0, I), or the temporal prior of the empty state)."""
+        A measure writer scores a given measure: ``truth`` and the measure before it,
+        ``previous`` (tokens ``(..., V, S)``, broadcast over the latents' leading dimensions;
+        None = unknown), teacher-forced; factorised decoders ignore both.
+        """
+        x = self.decoder_input(z, state)
+        if self.writer is not None and truth is not None:
+            lead = x.shape[:-1]
+            truth = truth.expand(*lead, *truth.shape[-2:])
+            previous = self.unknown_like(truth) if previous is None else previous.expand(*lead, *previous.shape[-2:])
+        return self.decode_inputs(x, truth, previous)
+
+    def write_first_measures(self, eps: Tensor, sampling: TokenSampling = TokenSampling(),
+                             generator: torch.Generator | None = None) -> Tensor:
+        """Standard normal noise ``(N, Z)`` → measures ``(N, V, S)`` written as if each began a piece:
+        z drawn from the first measure's prior (N(0, I), or the temporal prior of the empty state)."""
         state = eps.new_zeros(len(eps), self.state_size)
         if self.config.latent_prior == "temporal":
             mu, logvar = self.prior(state)
             eps = mu + torch.exp(0.5 * logvar) * eps
-        return self.decode(eps, state)
+        return self.write(eps, state, sampling=sampling, generator=generator)
 
-    def decode_inputs(self, x: Tensor) -> Decoded:
-        """:meth:`decoder_input` ``(..., Z + W)`` → every voice's logits, ``(..., V, S, ...)``."""
+    def unknown_like(self, tokens: Tensor) -> Tensor:
+        """Tokens nobody knows, shaped like ``tokens`` (the writer's unknown class)."""
+        return torch.full_like(tokens, self.writer.unknown)
+
+    def write_inputs(self, x: Tensor, truth: Tensor, previous: Tensor) -> Decoded:
+        """The writer's teacher-forced heads: decoder inputs ``(N, D)``, measures ``(N, V, S)`` and
+        the measures before them ``(N, V, S)`` → the mono heads ``(N, V, S, ·)``."""
+        sequence = rearrange(torch.cat([previous, truth], dim=-1), "n v s -> n s v")  # (N, 32, V)
+        cond = x.unsqueeze(1).expand(-1, STEPS_PER_MEASURE, -1)
+        log_probs = self.writer(sequence, cond)  # (N, S, V, C)
+        return as_mono_decoded(rearrange(log_probs, "n s v c -> n v s c"))
+
+    def decode_inputs(self, x: Tensor, truth: Tensor | None = None, previous: Tensor | None = None) -> Decoded:
+        """:meth:`decoder_input` ``(..., Z + W)`` → every voice's logits, ``(..., V, S, ...)``
+        (a writer also needs the measures it scores and those before them, ``(..., V, S)``)."""
         lead = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
+        if self.writer is not None:
+            if truth is None or previous is None:
+                raise ValueError("an autoregressive measure decoder scores given measures (teacher forcing); "
+                                 "use RMVAE.write to generate one")
+            decoded = self.write_inputs(flat, truth.reshape(-1, *truth.shape[-2:]),
+                                        previous.reshape(-1, *previous.shape[-2:]))
+            return Decoded(**{k: None if v is None else v.reshape(*lead, *v.shape[1:]) for k, v in vars(decoded).items()})
         outputs = [decoder(flat) for decoder in self.decoders]
         first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
         second = torch.stack([o[1] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][1].shape[1:])
@@ -230,7 +281,8 @@ class RMVAE(nn.Module):
     # --- full pass --------------------------------------------------------------------------
 
     def forward(self, inputs: Tensor, input_mask: Tensor, target: Tensor | None = None,
-                target_mask: Tensor | None = None, sample: bool = True, reconstruct: bool = True) -> RMVAEOutput:
+                target_mask: Tensor | None = None, sample: bool = True, reconstruct: bool = True,
+                decode: bool = True) -> RMVAEOutput:
         """Encode a window, predict the next measure's latent, decode both.
 
         Args:
@@ -241,6 +293,7 @@ class RMVAE(nn.Module):
                 harmonize, inpaint); None or all zero = pure prediction.
             sample: reparameterised samples (training) or posterior means.
             reconstruct: also decode every input measure from its own z_t (``recon``).
+            decode: False = stop after the target's latent (generation writes it with :meth:`write`).
         """
         batch, measures, voices = input_mask.shape
         x = self.features(inputs)
@@ -259,13 +312,17 @@ class RMVAE(nn.Module):
         if conditioned:
             mu, target_mu = mu[:, :measures], mu[:, measures]
             logvar, target_logvar = logvar[:, :measures], logvar[:, measures]
+        # A writer scores the target it is given; with no target it only predicts the latent (RMVAE.write).
         return self.from_experts(mu, logvar, input_mask, target_mu, target_logvar,
-                                 target_mask if conditioned else None, sample=sample, reconstruct=reconstruct)
+                                 target_mask if conditioned else None, sample=sample, reconstruct=reconstruct,
+                                 decode=decode and (self.writer is None or target is not None),
+                                 teacher=Teacher(inputs, target))
 
     def from_experts(self, mu: Tensor, logvar: Tensor, input_mask: Tensor, target_expert_mu: Tensor | None = None,
                      target_expert_logvar: Tensor | None = None, target_mask: Tensor | None = None,
                      sample: bool = True, reconstruct: bool = True,
-                     recon_measures: Tensor | None = None, decode: bool = True) -> RMVAEOutput:
+                     recon_measures: Tensor | None = None, decode: bool = True,
+                     teacher: Teacher | None = None) -> RMVAEOutput:
         """The part of :meth:`forward` after the encoders, so the sub-sampled ELBO can encode once
         and run several voice subsets (masks) through it.
 
@@ -277,6 +334,7 @@ class RMVAE(nn.Module):
             recon_measures: ``(B, k)`` indices of the input measures to reconstruct (None = all
                 T); ``recon`` then covers those k measures, in that order.
             decode: False = stop after the target's latent (``prediction`` is None).
+            teacher: the tokens a measure writer scores (needed to decode with one).
         """
         batch, measures, _ = input_mask.shape
         input_prior_mu = input_prior_logvar = post_mu = post_logvar = z = None
@@ -285,7 +343,7 @@ class RMVAE(nn.Module):
             before = states_before(states)
         if not self.has_latents:
             state = states[:, -1]
-            prediction = self.decode(None, state) if decode else None
+            prediction = self.decode(None, state, *self.target_teacher(teacher, input_mask)) if decode else None
             return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction)
         if self.config.latent_prior == "temporal":
             input_prior_mu, input_prior_logvar = self.prior(before)  # (B, T, Z)
@@ -314,20 +372,88 @@ class RMVAE(nn.Module):
             recon_input = self.decoder_input(z_recon, None if not self.config.decoder_context else (
                 before if recon_measures is None else pick_measures(before, recon_measures)))
             target_input = self.decoder_input(target_z, state)
-            decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]))
+            truth, previous = self.reconstruction_teacher(teacher, input_mask, recon_measures)
+            decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]),
+                                         truth, previous)
             n_inputs = batch * n_recon
             recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, n_recon, *value.shape[1:])
                                for name, value in vars(decoded).items()})
             prediction = Decoded(**{name: None if value is None else value[n_inputs:]
                                     for name, value in vars(decoded).items()})
         elif decode:
-            prediction = self.decode(target_z, state)
+            prediction = self.decode(target_z, state, *self.target_teacher(teacher, input_mask))
         return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
                            post_mu=post_mu, post_logvar=post_logvar, z=z,
                            input_prior_mu=input_prior_mu, input_prior_logvar=input_prior_logvar,
                            prior_mu=prior_mu, prior_logvar=prior_logvar, target_mu=target_mu,
                            target_logvar=target_logvar, target_z=target_z, recon=recon,
                            target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar)
+
+    # --- the measure writer's teacher tokens -------------------------------------------------
+
+    def previous_measures(self, inputs: Tensor, mask: Tensor) -> Tensor:
+        """The measure before each input measure ``(B, T, V, S)``, unknown where its voice is hidden."""
+        unknown = self.unknown_like(inputs)
+        visible = torch.where(mask.bool().unsqueeze(-1), inputs, unknown)
+        return torch.cat([unknown[:, :1], visible[:, :-1]], dim=1)
+
+    def previous_of_target(self, inputs: Tensor, mask: Tensor) -> Tensor:
+        """The measure before the target ``(B, V, S)``: the last input measure's visible voices when
+        the target follows it, else unknown (the band's target comes two measures later)."""
+        last = inputs[:, -1]
+        if self.target_offset != 1:
+            return self.unknown_like(last)
+        return torch.where(mask[:, -1].bool().unsqueeze(-1), last, self.unknown_like(last))
+
+    def target_teacher(self, teacher: Teacher | None, mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(target, the measure before it) for a writer; (None, None) when there is none to score."""
+        if self.writer is None or teacher is None or teacher.target is None:
+            return None, None
+        return teacher.target, self.previous_of_target(teacher.inputs, mask)
+
+    def reconstruction_teacher(self, teacher: Teacher | None, mask: Tensor,
+                               recon_measures: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+        """The measures a reconstruction pass scores, ``((B·k + B), V, S)``: the chosen input measures
+        then the target, and the measures before each."""
+        if self.writer is None:
+            return None, None
+        if teacher is None or teacher.target is None:
+            raise ValueError("an autoregressive measure decoder reconstructs given measures: pass teacher=Teacher(...)")
+        earlier = self.previous_measures(teacher.inputs, mask)
+        truth = teacher.inputs
+        if recon_measures is not None:
+            truth, earlier = pick_measures(truth, recon_measures), pick_measures(earlier, recon_measures)
+        target, before_target = self.target_teacher(teacher, mask)
+        return (torch.cat([rearrange(truth, "b t v s -> (b t) v s"), target]),
+                torch.cat([rearrange(earlier, "b t v s -> (b t) v s"), before_target]))
+
+    @torch.no_grad()
+    def write(self, z: Tensor | None, state: Tensor | None, previous: Tensor | None = None,
+              known: Tensor | None = None, known_mask: Tensor | None = None,
+              sampling: TokenSampling = TokenSampling(), generator: torch.Generator | None = None) -> Tensor:
+        """Generate measures ``(N, V, S)`` from latents ``(N, Z)`` and states ``(N, W)``.
+
+        A writer draws token by token after ``previous`` (the measure before, ``(N, V, S)``; None =
+        unknown), with ``known (N, V, S)`` voices where ``known_mask (N, V)`` clamped and heard by
+        the others; factorised decoders draw every token at once and then copy the known voices in.
+        """
+        if self.writer is None:
+            if sampling.top_p is not None:
+                raise ValueError("top-p (nucleus) sampling needs an autoregressive measure decoder; "
+                                 "this checkpoint's decoder is factorised: use --top-k")
+            tokens = self.decode_tokens(self.decode(z, state), sampling.temperature, sampling.top_k, generator)
+        else:
+            x = self.decoder_input(z, state)
+            shape = (len(x), self.n_voices, STEPS_PER_MEASURE)
+            if previous is None:
+                previous = torch.full(shape, self.writer.unknown, dtype=torch.long, device=x.device)
+            cond = x.unsqueeze(1).expand(-1, STEPS_PER_MEASURE, -1)
+            clamp = None if known is None else rearrange(known, "n v s -> n s v")
+            tokens = rearrange(self.writer.sample(rearrange(previous, "n v s -> n s v"), cond, STEPS_PER_MEASURE,
+                                                  sampling, clamp, known_mask, generator), "n s v -> n v s")
+        if known is not None and known_mask is not None:
+            tokens = torch.where(known_mask.bool().unsqueeze(-1), known.to(tokens), tokens)
+        return tokens
 
     @torch.no_grad()
     def predictive_marginal(self, mu: Tensor, logvar: Tensor, state: Tensor, n_samples: int,

@@ -1,0 +1,158 @@
+"""The measure writer (autoregressive decoder): an exact distribution, clamping, seeded decoding."""
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from rmvae.config import STEPS_PER_MEASURE, Config, apply_overrides
+from rmvae.losses import mono_recon
+from rmvae.model.writer import MeasureWriter, TokenSampling, as_mono_decoded
+from rmvae.module import RMVAEModule
+
+V, C, L = 2, 3, 2  # 2 voices × 2 steps × 3 classes (one pitch, rest, hold): 81 sequences
+
+
+def tiny_writer(cond_size: int = 0, seed: int = 0) -> MeasureWriter:
+    torch.manual_seed(seed)
+    writer = MeasureWriter(V, C, cond_size, width=8, embed=4).eval()
+    with torch.no_grad():  # large random weights so the distribution is far from uniform
+        for parameter in writer.parameters():
+            parameter.mul_(3)
+    return writer
+
+
+def context(n: int = 1) -> torch.Tensor:
+    """16 context steps: a known first voice, an unknown second one."""
+    ctx = torch.full((n, STEPS_PER_MEASURE, V), C, dtype=torch.long)
+    ctx[:, :, 0] = torch.arange(STEPS_PER_MEASURE) % 2
+    return ctx
+
+
+def all_sequences() -> torch.Tensor:
+    """Every (L, V) token sequence ``(81, L, V)``."""
+    return torch.tensor(list(itertools.product(range(C), repeat=L * V))).reshape(-1, L, V)
+
+
+def test_distribution_sums_to_one_and_nll_is_chain_rule():
+    writer = tiny_writer(cond_size=2)
+    seqs = all_sequences()
+    cond = torch.tensor([0.5, -1.0]).expand(len(seqs), L, 2)
+    log_probs = writer(torch.cat([context(len(seqs)), seqs], dim=1), cond)  # (81, L, V, C)
+    per_token = log_probs.gather(-1, seqs.unsqueeze(-1)).squeeze(-1)  # (81, L, V)
+    joint = per_token.sum(dim=(1, 2)).double().exp()
+    assert joint.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert joint.max().item() > 3 / 81  # far from uniform: the sum is not trivially 1
+    # the mono heads' reconstruction loss of the converted log-probabilities is −log p(sequence)
+    decoded = as_mono_decoded(log_probs.permute(0, 2, 1, 3))  # (81, V, L, ·)
+    nll = mono_recon(decoded.pitch_logits, decoded.hold_logits, seqs.permute(0, 2, 1), torch.ones(len(seqs), V))
+    assert torch.allclose(nll.double(), -joint.log(), atol=1e-4)
+
+
+def test_greedy_sample_takes_the_teacher_forced_argmax():
+    """Incremental decoding and teacher forcing compute the same conditionals."""
+    writer = tiny_writer(cond_size=2, seed=1)
+    cond = torch.randn(4, L, 2)
+    tokens = writer.sample(context(4), cond, L)  # (4, L, V)
+    log_probs = writer(torch.cat([context(4), tokens], dim=1), cond)
+    previous = torch.cat([context(4)[:, -1:], tokens[:, :-1]], dim=1)
+    no_hold = (previous == writer.rest) | (previous == writer.unknown)
+    allowed = log_probs.masked_fill(torch.nn.functional.one_hot(torch.tensor(writer.hold), C).bool()
+                                    & no_hold.unsqueeze(-1), -math.inf)
+    assert torch.equal(tokens, allowed.argmax(-1))
+
+
+def test_decoding_is_seeded_and_temperature_zero_is_greedy():
+    writer = tiny_writer(cond_size=2, seed=2)
+    cond = torch.randn(16, L, 2)
+    greedy = writer.sample(context(16), cond, L)
+    assert torch.equal(greedy, writer.sample(context(16), cond, L))
+    hot = TokenSampling(temperature=1.5)
+    first = writer.sample(context(16), cond, L, hot, generator=torch.Generator().manual_seed(3))
+    again = writer.sample(context(16), cond, L, hot, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, again) and not torch.equal(first, greedy)
+    cold = writer.sample(context(16), cond, L, TokenSampling(temperature=1e-4), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(cold, greedy)
+    nucleus = writer.sample(context(16), cond, L, TokenSampling(temperature=1.0, top_p=1e-6),
+                            generator=torch.Generator().manual_seed(3))
+    assert torch.equal(nucleus, greedy)  # a nucleus of one class is the argmax
+
+
+def test_top_p_keeps_the_smallest_set_reaching_the_mass():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    draws = torch.stack([TokenSampling(temperature=1.0, top_p=0.7).choose(logits, torch.Generator().manual_seed(i))
+                         for i in range(200)])
+    assert set(draws.flatten().tolist()) == {0, 1}  # 0.5 < 0.7 ≤ 0.5 + 0.3
+
+
+def test_known_voices_are_clamped():
+    writer = tiny_writer(cond_size=2, seed=4)
+    cond = torch.randn(8, L, 2)
+    known = torch.randint(0, 2, (8, L, V))
+    mask = torch.tensor([[True, False]] * 8)
+    tokens = writer.sample(context(8), cond, L, TokenSampling(temperature=1.0), known, mask,
+                           torch.Generator().manual_seed(0))
+    assert torch.equal(tokens[..., 0], known[..., 0])
+
+
+def tiny_module(**overrides) -> RMVAEModule:
+    torch.manual_seed(0)
+    config = apply_overrides(Config(), {"model.size": "small", "model.width_scale": 0.25, "train.wandb": False,
+                                        **overrides})
+    return RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 60, "high": 63, "n_voices": 4}).eval()
+
+
+def tiny_batch(batch: int = 3, measures: int = 8) -> dict:
+    generator = torch.Generator().manual_seed(0)
+    return {"inputs": torch.randint(0, 6, (batch, measures, 4, STEPS_PER_MEASURE), generator=generator),
+            "input_mask": torch.ones(batch, measures, 4, dtype=torch.bool),
+            "target": torch.randint(0, 6, (batch, 4, STEPS_PER_MEASURE), generator=generator),
+            "target_mask": torch.ones(batch, 4, dtype=torch.bool)}
+
+
+@pytest.mark.parametrize("overrides", [{"model.measure_decoder": "autoregressive"}, {"model.kind": "autoregressive"}])
+def test_fill_keeps_the_known_voices_byte_identical(overrides):
+    import numpy as np
+
+    from rmvae.tasks import Generator, Piece, Sampling
+
+    module = tiny_module(**overrides)
+    measures = tiny_batch(1, 10)["inputs"][0].numpy()
+    piece = Piece(measures, np.zeros(measures.shape[:2], dtype=bool))
+    filled = Generator(module, Sampling(temperature=1.0, top_p=0.9, seed=1)).fill(piece, [1, 3])
+    assert np.array_equal(filled.measures[:, [0, 2]], measures[:, [0, 2]])
+    assert not np.array_equal(filled.measures[:, [1, 3]], measures[:, [1, 3]])
+
+
+def test_baseline_nll_is_the_target_tokens_chain_rule():
+    """The autoregressive baseline's nll is −log p(target | window): the sum over the target's
+    tokens of the writer's log-probabilities, and independent of the importance samples."""
+    module = tiny_module(**{"model.kind": "autoregressive"})
+    batch = tiny_batch()
+    nll = module.predictive_nll(batch, 4, torch.Generator().manual_seed(0))
+    log_probs = module.model.window_log_probs(batch["inputs"], batch["input_mask"], batch["target"])[:, -1]
+    by_hand = -log_probs.gather(-1, batch["target"].unsqueeze(-1)).squeeze(-1).sum(dim=(1, 2))
+    assert torch.allclose(nll, by_hand, atol=1e-4)
+    # changing the target's last token changes only the NLL of what is scored after it
+    assert torch.allclose(nll, module.predictive_nll(batch, 16, torch.Generator().manual_seed(5)))
+
+
+def test_rmvae_writer_is_causal_and_scores_the_given_target():
+    """The forward pass scores the target it is given (teacher forcing from the predicted mean),
+    and no token's probability depends on itself or on what comes after it."""
+    module = tiny_module(**{"model.measure_decoder": "autoregressive"})
+    batch = tiny_batch()
+    output = module.model(batch["inputs"], batch["input_mask"], batch["target"], sample=False, reconstruct=False)
+    previous = module.model.previous_of_target(batch["inputs"], batch["input_mask"])
+    decoded = module.model.decode(output.prior_mu, output.state, batch["target"], previous)
+    nll_given_z = module.reconstruction(decoded, batch["target"], batch["target_mask"])
+    assert torch.allclose(nll_given_z, module.reconstruction(output.prediction, batch["target"], batch["target_mask"]))
+    # the target's own tokens must not leak into their own prediction: changing the last token of
+    # the last voice changes only that token's log-probability
+    changed = batch["target"].clone()
+    changed[:, 3, -1] = (changed[:, 3, -1] + 1) % 6
+    again = module.model.decode(output.prior_mu, output.state, changed, previous)
+    assert torch.allclose(decoded.pitch_logits[:, :, :-1], again.pitch_logits[:, :, :-1])
+    assert torch.allclose(decoded.pitch_logits[:, :3, -1], again.pitch_logits[:, :3, -1])
