@@ -27,7 +27,7 @@ from rmvae.errors import UserError
 from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS, musical_statistics, pitch_class_distance, slice_measures
 from rmvae.module import RMVAEModule, eval_generator, load_module
-from rmvae.tasks import Generator, Piece, Sampling
+from rmvae.tasks import Generator, Piece, Sampling, default_sampling
 
 
 def load_checkpoint(path: str | Path, encoding: str | None = None) -> RMVAEModule:
@@ -125,14 +125,22 @@ def _seeded(module: RMVAEModule, sampling: Sampling, seed: int) -> Generator:
     return Generator(module, replace(sampling, seed=seed))
 
 
+def mode_factory(module: RMVAEModule, sampling: Sampling) -> ModeFactory:
+    """A decoding mode: a factory of Generators drawing as ``sampling`` says, from the seed of a draw."""
+    return partial(_seeded, module, sampling)
+
+
 def decoding_modes(module: RMVAEModule) -> dict[str, ModeFactory]:
     """The continuations every evaluation reports: greedy from the predicted mean, a latent drawn
-    from the predicted Gaussian with greedy tokens (models with latents), tokens sampled at T = 1.
+    from the predicted Gaussian with greedy tokens (models with latents), tokens sampled at T = 1,
+    and for a measure writer ``default``, the decoding ``rmvae generate`` uses (:func:`default_sampling`).
     Each is a factory taking the seed of one draw, so that draws can be repeated with other seeds."""
     modes = {"greedy": Sampling(), "latent": Sampling(latent_temperature=1.0), "sampled": Sampling(temperature=1.0)}
     if not module.model.has_latents:
         del modes["latent"]
-    return {mode: partial(_seeded, module, sampling) for mode, sampling in modes.items()}
+    if module.config.model.writes:  # what `rmvae generate` does with this checkpoint by default
+        modes["default"] = default_sampling(module)
+    return {mode: mode_factory(module, sampling) for mode, sampling in modes.items()}
 
 
 def _stochastic(generator: Generator) -> bool:

@@ -390,6 +390,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
             logs.update(self.accuracy_logs(output, batch, prefix="acc_mean_latent"))
         logs.update(self.baseline_logs(batch))
         logs.update(self.fill_logs(batch, batch_idx))
+        logs.update(self.shuffled_latent_logs(output, batch))
         logs["nll"] = self.predictive_nll(batch, self.config.loss.nll_samples, eval_generator(batch_idx)).mean()
         self._accumulate_units(output, batch["input_mask"].bool())
         self._log_all(stage, logs, batch["inputs"].shape[0], self.accuracy_weights(batch, ("acc", "acc_mean_latent")))

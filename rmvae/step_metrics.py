@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from rmvae import losses
-from rmvae.model.rmvae import RMVAEOutput
+from rmvae.model.rmvae import RMVAEOutput, Teacher
 
 
 class StepMetrics:
@@ -60,6 +60,18 @@ class StepMetrics:
                 predicted = self.model.decode_tokens(output.prediction)
         hits = self.encoding.step_hits(predicted[:, voice], batch["target"][:, voice])
         return {"acc_fill": hits.float().mean()}
+
+    def shuffled_latent_logs(self, output: RMVAEOutput, batch: dict) -> dict[str, Tensor]:
+        """``recon_nll`` again with each window's predicted z handed to the next window's decoder
+        (its own temporal state kept): the gap to ``recon_nll`` is what the decoder reads from z.
+        No gap means the decoder ignores its latent (posterior collapse)."""
+        if not self.model.has_latents or output.target_z is None or len(output.target_z) < 2:
+            return {}
+        z = torch.roll(output.target_z, 1, dims=0)
+        teacher = Teacher(batch["inputs"], batch["target"])
+        decoded = self.model.decode(z, output.state, *self.model.target_teacher(teacher, batch["input_mask"].bool()))
+        nll = self.encoding.recon_loss(decoded, batch["target"], batch["target_mask"].bool())
+        return {"recon_nll_shuffled_z": nll.mean()}
 
     def _accumulate_units(self, output: RMVAEOutput, mask: Tensor) -> None:
         """Sums for the active-unit count: what the data moves each input posterior mean away

@@ -61,6 +61,18 @@ class Sampling:
         return torch.Generator().manual_seed(self.seed) if self.temperature > 0 or self.latent_temperature > 0 else None
 
 
+# The default decoding of a measure writer's checkpoint (`rmvae generate`, the band player, the
+# `default` mode of every evaluation): the candidate of benchmarks/decoding_choice.py whose
+# validation continuations are nearest Bach's statistics (docs/results.md, "Decoding").
+WRITER_DECODING = Sampling(temperature=0.9, top_p=0.95)
+
+
+def default_sampling(module: RMVAEModule, seed: int = 0) -> Sampling:
+    """:data:`WRITER_DECODING` for a checkpoint that writes tokens one at a time, else greedy
+    (a factorised decoder's sampled tokens do not hear each other)."""
+    return replace(WRITER_DECODING, seed=seed) if module.config.model.writes else Sampling(seed=seed)
+
+
 @dataclass
 class Piece:
     """Measures of a piece with what is known about them.

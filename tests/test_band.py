@@ -51,9 +51,10 @@ def offset1_checkpoint(tmp_path_factory):
     return path
 
 
-def tiny_model(seed: int = 0) -> RMVAE:
+def tiny_model(seed: int = 0, decoder: str = "factorised", offset: int = 2) -> RMVAE:
     torch.manual_seed(seed)
-    return RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=8), 4, RANGE.n_pitches, "mono").eval()
+    return RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=8, measure_decoder=decoder), 4, RANGE.n_pitches,
+                 "mono", target_offset=offset).eval()
 
 
 def step_notes(instrument, tempo: float) -> set[tuple[int, int, int]]:
@@ -139,9 +140,11 @@ def test_measure_tokens_tie_chord_and_fold():
 # --- the expert cache ----------------------------------------------------------------------------
 
 
-def test_cached_predictor_equals_re_encoding():
-    model = tiny_model()
-    cached, naive = CachedPredictor(model, 4, [1, 2, 3]), NaivePredictor(model, 4, [1, 2, 3])
+@pytest.mark.parametrize("decoder, offset", [("factorised", 2), ("autoregressive", 2), ("autoregressive", 1)])
+def test_cached_predictor_equals_re_encoding(decoder, offset):
+    model = tiny_model(decoder=decoder, offset=offset)
+    cached = CachedPredictor(model, 4, [1, 2, 3], offset=offset)
+    naive = NaivePredictor(model, 4, [1, 2, 3], offset=offset)
     rng = np.random.default_rng(0)
     for measure in range(7):  # fewer than, equal to and more than the window
         tokens = rng.integers(0, RANGE.n_classes, size=(4, STEPS_PER_MEASURE))
@@ -151,7 +154,25 @@ def test_cached_predictor_equals_re_encoding():
         (mu_c, logvar_c, _), (mu_n, logvar_n, _) = cached.latent(), naive.latent()
         assert torch.allclose(mu_c, mu_n, atol=1e-5) and torch.allclose(logvar_c, logvar_n, atol=1e-5)
         assert np.array_equal(cached.predict(), naive.predict())
-    assert (cached.predict()[0] == RANGE.rest).all()  # the player's voice is not decoded
+    assert (cached.predict()[0] == RANGE.rest).all()  # the player's voice is not played
+
+
+def test_band_writer_hears_the_last_measure_only_when_it_predicts_the_next():
+    """A measure writer reads the measure before the predicted one: the last pushed one for a model
+    of the next measure, unknown for the band's measure after next."""
+    tokens = np.full((4, STEPS_PER_MEASURE), RANGE.hold)
+    tokens[:, 0] = 3
+    mask = np.array([True, True, False, True])
+    for offset in (1, 2):
+        predictor = CachedPredictor(tiny_model(decoder="autoregressive", offset=offset), 4, [1, 2, 3], offset=offset)
+        predictor.push(tokens, mask)
+        previous = predictor._previous()
+        if offset == 2:
+            assert previous is None
+        else:
+            expected = torch.as_tensor(tokens).clone()
+            expected[2] = predictor.model.writer.unknown  # a hidden voice is unknown
+            assert torch.equal(previous[0], expected)
 
 
 def test_encoding_ahead_changes_nothing_but_the_work_at_the_bar_line():

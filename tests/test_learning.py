@@ -13,11 +13,13 @@ from rmvae.train import train
 
 
 @pytest.mark.slow
-def test_small_default_model_beats_the_positional_unigram_on_held_out_pieces(chorale_folder, cache_dir, tmp_path):
+@pytest.mark.parametrize("decoder, steps, width_scale", [("factorised", 160, 1.0), ("autoregressive", 60, 0.5)])
+def test_small_model_beats_the_positional_unigram_on_held_out_pieces(chorale_folder, cache_dir, tmp_path,
+                                                                     decoder, steps, width_scale):
     config = Config(data=DataConfig(source=str(chorale_folder), split=(0.7, 0.3, 0.0), batch_size=16, n_measures=4),
-                    model=ModelConfig(size="small"),
+                    model=ModelConfig(size="small", measure_decoder=decoder, width_scale=width_scale),
                     loss=LossConfig(n_subsets=1, recon_inputs_measures=2, nll_samples=8),
-                    train=TrainConfig(max_steps=160, max_epochs=1000, wandb=False, val_every_n_epochs=2))
+                    train=TrainConfig(max_steps=steps, max_epochs=1000, wandb=False, val_every_n_epochs=2))
     result = train(config, tmp_path, progress_bar=False, cache_dir=cache_dir)
     datamodule = ChoraleDataModule(config.data, cache_dir=cache_dir)
     datamodule.setup()

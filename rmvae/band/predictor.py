@@ -27,6 +27,7 @@ from torch import Tensor
 
 from rmvae.config import STEPS_PER_MEASURE
 from rmvae.model.rmvae import RMVAE
+from rmvae.model.writer import TokenSampling
 
 
 class _Predictor:
@@ -34,6 +35,9 @@ class _Predictor:
 
     def __init__(self, model: RMVAE, n_measures: int, band_voices, temperature: float = 0.0,
                  top_k: int | None = None, seed: int | None = None, offset: int = 2):
+        if not isinstance(model, RMVAE):
+            raise ValueError("the band player needs an RMVAE or direct-predictor checkpoint (its per-measure encoders "
+                             "are what a bar line updates); this one is the autoregressive baseline")
         if not model.encoding.monophonic:
             raise ValueError("the band player needs a model trained on the mono encoding")
         if n_measures < 1:
@@ -48,6 +52,11 @@ class _Predictor:
         self.top_k = top_k
         self.generator = torch.Generator().manual_seed(seed) if seed is not None else None
         self.n_pushed = 0
+        self.last: tuple[Tensor, Tensor] | None = None  # the last pushed measure (V, S) and its voices (V,)
+
+    def _remember(self, tokens: Tensor, mask: Tensor) -> None:
+        self.last = (tokens, mask)
+        self.n_pushed += 1
 
     def _as_inputs(self, tokens: np.ndarray, mask: np.ndarray) -> tuple[Tensor, Tensor]:
         tokens = torch.as_tensor(np.asarray(tokens), dtype=torch.long)
@@ -63,19 +72,34 @@ class _Predictor:
         missing = self.n_measures - len(rows)
         return torch.stack([fill] * missing + list(rows)).unsqueeze(0)
 
+    def _previous(self) -> Tensor | None:
+        """The measure before the predicted one ``(1, V, S)`` for a measure writer: the last pushed
+        one when the model predicts the next measure, unknown (None) when it predicts further."""
+        if self.offset != 1 or self.last is None:
+            return None
+        tokens, mask = self.last
+        return torch.where(mask.unsqueeze(-1), tokens, self.model.writer.unknown).unsqueeze(0)
+
     @torch.inference_mode()
     def decode(self, z: Tensor | None, state: Tensor | None = None) -> np.ndarray:
         """Latent ``(1, Z)`` (and temporal state ``(1, W)``) → tokens ``(V, S)``: the band voices
         decoded, rests elsewhere.
 
-        Only the band voices' decoders run (the player's part of that measure is the player's).
+        Factorised decoders: only the band voices' decoders run (the player's part of that measure
+        is the player's). A measure writer writes every voice token by token, so the band's voices
+        hear the player's voice the model expects, which is then dropped.
         """
+        tokens = np.full((self.model.n_voices, STEPS_PER_MEASURE), self.model.n_pitches, dtype=np.int64)
+        if self.model.writer is not None:
+            written = self.model.write(z, state, self._previous(), sampling=TokenSampling(self.temperature, self.top_k),
+                                       generator=self.generator)[0]  # (V, S)
+            tokens[list(self.band_voices)] = written[list(self.band_voices)].numpy()
+            return tokens
         x = self.model.decoder_input(z, state)
         outputs = [self.model.decoders[v](x) for v in self.band_voices]
         decoded = self.model.encoding.as_decoded(torch.stack([o[0] for o in outputs], dim=1),  # (1, Vb, S, P+1)
                                                  torch.stack([o[1] for o in outputs], dim=1))  # (1, Vb, S)
         band = self.model.decode_tokens(decoded, self.temperature, self.top_k, self.generator)[0]  # (Vb, S)
-        tokens = np.full((self.model.n_voices, STEPS_PER_MEASURE), self.model.n_pitches, dtype=np.int64)
         tokens[list(self.band_voices)] = band.numpy()
         return tokens
 
@@ -145,7 +169,7 @@ class CachedPredictor(_Predictor):
         self.mu.append(mu)
         self.logvar.append(logvar)
         self.mask.append(mask)
-        self.n_pushed += 1
+        self._remember(tokens, mask)
 
     @torch.inference_mode()
     def latent(self) -> tuple[Tensor | None, Tensor | None, Tensor]:
@@ -172,7 +196,7 @@ class NaivePredictor(_Predictor):
         tokens, mask = self._as_inputs(tokens, mask)
         self.tokens.append(tokens)
         self.mask.append(mask)
-        self.n_pushed += 1
+        self._remember(tokens, mask)
 
     @torch.inference_mode()
     def latent(self) -> tuple[Tensor | None, Tensor | None, Tensor]:

@@ -32,11 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--measures", type=int, default=8, help="new measures (complete, noise); seed length (noise)")
     parser.add_argument("--seed-measures", type=int, help="use only the first N measures of the input as the seed")
     parser.add_argument("--noise", choices=["gaussian", "uniform", "binomial"], default="gaussian")
-    parser.add_argument("--temperature", type=float, default=0.0, help="per-token sampling; 0 = greedy (deterministic)")
-    parser.add_argument("--latent-temperature", type=float, default=0.0,
+    parser.add_argument("--temperature", type=float, default=None,
+                        help="per-token sampling; 0 = greedy (deterministic). Default: the checkpoint's default "
+                             "decoding (an autoregressive decoder: rmvae.tasks.WRITER_DECODING; factorised: greedy)")
+    parser.add_argument("--latent-temperature", type=float, default=None,
                         help="draw each measure's latent from the predicted Gaussian with σ scaled by this "
                              "(1 = the model's own spread; 0 = its mean), then decode (greedily unless --temperature)")
     parser.add_argument("--top-k", type=int)
+    parser.add_argument("--top-p", type=float, default=None,
+                        help="nucleus sampling: draw among the most likely tokens whose mass reaches p "
+                             "(autoregressive decoders only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and noise")
     parser.add_argument("--pickup", type=float, default=0.0, metavar="BEATS", help="pickup length of a MIDI input")
     parser.add_argument("--tempo", type=float, help="tempo of the output (default: the input's, or 120)")
@@ -85,13 +90,24 @@ def read_piece(args, module, path: str | None, chorale: str | None, one_voice: b
     return Piece(measures, np.zeros(measures.shape[:2], dtype=bool), score.key_shift, score.tempo)
 
 
+def sampling_of(args, module):
+    """The checkpoint's default decoding (:func:`rmvae.tasks.default_sampling`) with the options given."""
+    from dataclasses import replace
+
+    from rmvae.tasks import default_sampling
+
+    given = {"temperature": args.temperature, "latent_temperature": args.latent_temperature, "top_k": args.top_k,
+             "top_p": args.top_p}
+    return replace(default_sampling(module, args.seed), **{k: v for k, v in given.items() if v is not None})
+
+
 def run(args) -> int:
     import numpy as np
 
     from rmvae.errors import UserError
     from rmvae.evaluation import load_checkpoint
     from rmvae.render import midi_to_wav, notes_to_midi, pianoroll_png
-    from rmvae.tasks import Generator, Sampling, TaskError, parse_mask
+    from rmvae.tasks import Generator, TaskError, parse_mask
 
     module = load_checkpoint(args.checkpoint)
     if args.program is not None and (len(args.program) != module.n_voices
@@ -103,7 +119,7 @@ def run(args) -> int:
     if args.seed_measures is not None and args.seed_measures < 1:
         raise UserError(f"--seed-measures must be at least 1; got {args.seed_measures}")
     try:
-        generator = Generator(module, Sampling(args.temperature, args.top_k, args.seed, args.latent_temperature))
+        generator = Generator(module, sampling_of(args, module))
         if args.task == "noise":
             result = generator.noise(args.noise, args.measures, args.measures)
         elif args.task == "harmonize":
