@@ -8,9 +8,12 @@ Writes into ``OUT/<grid>/``:
 - ``summary.csv``: per arm × metric: n, mean, std, ci_low, ci_high (95 %, Student t);
 - ``paired.csv``: each arm minus the reference arm, paired by seed, with its t-interval,
   whether it excludes zero, and which arm is better given :data:`METRIC_DIRECTIONS`;
-- ``paired_direct.csv``: the same for each latent arm minus the direct predictor
+- ``paired_direct.csv``: the same for each other arm minus the direct predictor
   (:data:`ablations.grids.DIRECT_ARM`, no latents) on :data:`DIRECT_METRICS`: do the latents
   help at all? Only the header if the grid has no direct-predictor runs;
+- ``paired_autoregressive.csv``: the same against the autoregressive baseline
+  (:data:`ablations.grids.AUTOREGRESSIVE_ARM`, an LSTM over the window's tokens, no latent): does
+  the model beat what a user of the field would train instead?
 - ``status.csv``: every run's status (done / failed / interrupted / pending), failure
   reason, W&B run id and timings.
 
@@ -32,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from ablations import runfolder
-from ablations.grids import DIRECT_ARM
+from ablations.grids import AUTOREGRESSIVE_ARM, DIRECT_ARM
 from ablations.runfolder import read_grid, read_json, run_folders
 from rmvae.files import atomic_write_csv
 from rmvae.intervals import mean_ci, t_critical
@@ -77,8 +80,12 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "sampled/*": "closer",
 }
 
-# What ``paired_direct.csv`` compares: the next-measure NLL (the comparison metric) and accuracies.
+# What ``paired_direct.csv`` and ``paired_autoregressive.csv`` compare: the next-measure NLL (the
+# comparison metric) and accuracies.
 DIRECT_METRICS = ("test/nll", "test/acc", "test/acc_onsets")
+COMPARISON_NLL = DIRECT_METRICS[0]
+# Table name → the trained baseline every other arm is paired with in it, on DIRECT_METRICS.
+BASELINE_TABLES = {"paired_direct": DIRECT_ARM, "paired_autoregressive": AUTOREGRESSIVE_ARM}
 
 RUNS_COLUMNS = ["run_id", "grid", "arm", "seed", "epoch", "step", "metric", "value"]
 FINAL_COLUMNS = ["run_id", "grid", "arm", "seed", "metric", "value"]
@@ -231,6 +238,22 @@ def paired_table(final: pd.DataFrame, reference: str, metrics: Iterable[str] | N
     return pd.DataFrame(rows, columns=PAIRED_COLUMNS)
 
 
+def baseline_tables(final: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every :data:`BASELINE_TABLES` table of ``final``: each arm minus that baseline, paired by seed."""
+    return {name: paired_table(final, baseline, DIRECT_METRICS) for name, baseline in BASELINE_TABLES.items()}
+
+
+def nll_gains(paired: pd.DataFrame) -> dict[str, dict]:
+    """Per arm, how many nats per measure lower its test NLL is than the table's reference, paired by
+    seed: −(arm − reference) with the interval flipped, so that positive means better, as for
+    ``gain_vs_unigram``."""
+    if paired.empty:
+        return {}
+    rows = paired[paired["metric"] == COMPARISON_NLL]
+    return {row["arm"]: dict(n=row["n"], mean=-row["mean_diff"], ci_low=-row["ci_high"], ci_high=-row["ci_low"])
+            for _, row in rows.iterrows()}
+
+
 def _better(mean_diff: float, direction: str, arm: str, reference: str) -> str:
     """Which arm the mean paired difference (arm − reference) favours; "" if undecidable."""
     if direction == "none" or pd.isna(mean_diff):
@@ -253,8 +276,7 @@ def aggregate(grid_dir: Path, reference: str | None = None) -> dict[str, pd.Data
         reference = read_grid(grid_dir).get("reference", "baseline")
     final = final_table(grid_dir)
     tables = dict(runs=runs_table(grid_dir), final=final, summary=summary_table(final),
-                  paired=paired_table(final, reference),
-                  paired_direct=paired_table(final, DIRECT_ARM, DIRECT_METRICS), status=status_table(grid_dir))
+                  paired=paired_table(final, reference), **baseline_tables(final), status=status_table(grid_dir))
     for name, table in tables.items():
         atomic_write_csv(table, grid_dir / f"{name}.csv")
     return tables

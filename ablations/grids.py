@@ -27,7 +27,8 @@ from rmvae.profiles import THESIS_DESIGN, profile_overrides
 
 # Bump when the meaning of a grid, the baseline or a profile changes: output folders made
 # by another version are refused (grid.json) instead of silently mixed.
-GRID_VERSION = 2
+# 3: every grid also trains the autoregressive baseline; the decoder grid.
+GRID_VERSION = 3
 
 DEFAULT_SEEDS = 3  # seeds 0, 1, 2 → train.seed; at least 3 (docs/design.md §7.3)
 BASELINE_ARM = "baseline"  # name of the shared arm in the `all` grid
@@ -96,6 +97,13 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "thesis_objective": {**THESIS_ARM, "model.encoder": BASELINE["model.encoder"]},
         "thesis_design": dict(THESIS_ARM),  # exactly the thesis's model (RNN encoders)
     },
+    # How a measure's tokens are predicted from z and the temporal state. Both arms name the decoder, so
+    # that a change of the default cannot change them; the factorised one equals BASELINE, so it is the
+    # reference and the report's differences are autoregressive − factorised (the arm with the feature first).
+    "decoder": {
+        "factorised": {"model.measure_decoder": "factorised"},  # every voice and step independently
+        "autoregressive": {"model.measure_decoder": "autoregressive"},  # token by token (rmvae.model.writer)
+    },
 }
 
 # Dose-response grids: the weight of one music term, from 0 to where it dominates. Each weight
@@ -123,10 +131,17 @@ def _dose_overrides(term: str, weight: float) -> dict[str, Any]:
 for _grid, (_term, _weights) in DOSE_WEIGHTS.items():
     GRIDS[_grid] = {dose_arm(_term, _weight): _dose_overrides(_term, _weight) for _weight in _weights}
 
-# Trained in every grid beside its arms, same seeds, split and budget: the direct predictor
-# (no latents) that every arm's next-measure NLL is compared with (docs/design.md §4.3).
+# Trained in every grid beside its arms, same seeds, split and budget, the baselines every arm's
+# next-measure NLL is compared with: the direct predictor (the arms' networks without latents: do the
+# latents help?, docs/design.md §4.3) and the autoregressive baseline (an LSTM over the window's tokens,
+# no latent: what a user of the field would train instead). The baseline's decoder is named so that an
+# arm's decoder never leaks into it.
 DIRECT_ARM = "direct_predictor"
 DIRECT_OVERRIDES: dict[str, Any] = {"model.kind": "direct"}
+AUTOREGRESSIVE_ARM = "autoregressive_baseline"
+AUTOREGRESSIVE_OVERRIDES: dict[str, Any] = {"model.kind": "autoregressive", "model.measure_decoder": "factorised"}
+TRAINED_BASELINES: dict[str, dict[str, Any]] = {DIRECT_ARM: DIRECT_OVERRIDES,
+                                                AUTOREGRESSIVE_ARM: AUTOREGRESSIVE_OVERRIDES}
 GRID_CHOICES: tuple[str, ...] = (*GRIDS, "all")
 
 # Config fields that label a run but do not change what it computes: left out of the run id.
@@ -138,6 +153,7 @@ for _grid, _arms in GRIDS.items():
         assert not set(_overrides) & set(SHARED_KEYS), f"arm {_grid}/{_arm} changes the budget or split"
     # an arm name may not be reused by another grid (`all` is a union by name)
     assert all(_arm not in _other for _name, _other in GRIDS.items() if _name != _grid for _arm in _arms)
+    assert not set(_arms) & {*TRAINED_BASELINES, BASELINE_ARM}, f"grid {_grid} reuses a baseline's arm name"
 
 
 class GridMismatchError(ConfigError):
@@ -288,8 +304,9 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         if len(same_as_base) != 1:  # every on/off grid must contain the baseline as one arm
             raise ConfigError(f"grid {grid!r} has {len(same_as_base)} arms equal to the baseline; expected one")
         reference = same_as_base[0]
-    arms[DIRECT_ARM] = dict(DIRECT_OVERRIDES)
-    arm_configs[DIRECT_ARM] = apply_overrides(base, DIRECT_OVERRIDES)
+    for arm, arm_overrides in TRAINED_BASELINES.items():
+        arms[arm] = dict(arm_overrides)
+        arm_configs[arm] = _baseline_config(base, arm, arm_overrides)
 
     runs = []
     for arm, arm_config in arm_configs.items():
@@ -303,6 +320,15 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
     _check_equal_budgets(runs)
     return GridPlan(grid=grid, profile=profile, seeds=tuple(range(seeds)), reference=reference,
                     base_overrides=base_overrides, arms=arms, runs=runs)
+
+
+def _baseline_config(base: Config, arm: str, arm_overrides: dict[str, Any]) -> Config:
+    """The config of a trained baseline arm; a base it cannot be trained on is refused by name."""
+    try:
+        return apply_overrides(base, arm_overrides)
+    except ConfigError as error:
+        raise ConfigError(f"every grid trains the {arm} arm ({arm_overrides}), which this base config "
+                          f"cannot: {error}") from None
 
 
 def _as_dict(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:

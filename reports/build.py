@@ -4,8 +4,9 @@ Usage (from the repository root; ``python -m reports.build`` works anywhere)::
 
     python reports/build.py --grid harmony [--out reports/] [--aggregate]
 
-Reads ``OUT/<grid>/{runs,final,summary,paired,paired_direct,status}.csv`` and ``grid.json`` (written by
-``ablations/aggregate.py``; built first if missing, or with ``--aggregate``) and writes
+Reads ``OUT/<grid>/{runs,final,summary,paired,paired_direct,paired_autoregressive,status}.csv`` and
+``grid.json`` (written by ``ablations/aggregate.py``; built first if missing, or with ``--aggregate``;
+``paired_autoregressive.csv``, newer than some folders, is derived from ``final.csv`` if missing) and writes
 ``OUT/<grid>/figures/*.png``, ``OUT/<grid>/samples/<arm>.{mid,png,wav}`` and
 ``OUT/<grid>/report.md``. Nothing is trained and neither torch nor Lightning is imported,
 so a report can be rebuilt anywhere the tables are. The pieces: :mod:`reports.tables`,
@@ -153,7 +154,7 @@ def write_report(grid_dir: Path, tables: dict[str, pd.DataFrame], figures: list[
                   "parallel overlap, and a resumed run counts only the time since its last restart)."]
     lines += ["", "Tables: [runs.csv](runs.csv) (every run × step × metric), [final.csv](final.csv), "
               "[summary.csv](summary.csv), [paired.csv](paired.csv), [paired_direct.csv](paired_direct.csv), "
-              "[status.csv](status.csv).", ""]
+              "[paired_autoregressive.csv](paired_autoregressive.csv), [status.csv](status.csv).", ""]
     path = grid_dir / "report.md"
     atomic_write_text(path, "\n".join(lines))
     return path

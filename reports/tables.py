@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablations.aggregate import aggregate, metric_direction, reference_key
+from ablations.aggregate import BASELINE_TABLES, aggregate, baseline_tables, metric_direction, reference_key
 from ablations.grids import DOSE_WEIGHTS, dose_arm
 
 TABLES = ("runs", "final", "summary", "paired", "paired_direct", "status")
+# Tables newer than some grid folders: derived from final.csv where missing, so that a report of an
+# older folder (tables only, no run folders) is rebuilt without aggregating its runs again.
+DERIVED_TABLES = tuple(name for name in BASELINE_TABLES if name not in TABLES)
 # "Does the model learn?": each arm's test metric beside the positional unigram's on the same split.
 LEARN_METRICS = {"test/nll": "test/unigram_nll", "test/acc": "test/unigram_acc",
                  "test/acc_onsets": "test/unigram_acc_onsets"}
@@ -29,13 +32,20 @@ def load_tables(grid_dir: Path, refresh: bool = False) -> dict[str, pd.DataFrame
     grid_dir = Path(grid_dir)
     if refresh or not all((grid_dir / f"{name}.csv").exists() for name in TABLES):
         aggregate(grid_dir)
-    tables = {}
-    for name in TABLES:
-        try:
-            tables[name] = pd.read_csv(grid_dir / f"{name}.csv")
-        except pd.errors.EmptyDataError:
-            tables[name] = pd.DataFrame()
+    tables = {name: _read_table(grid_dir / f"{name}.csv") for name in TABLES}
+    derived = baseline_tables(tables["final"]) if not tables["final"].empty else {}
+    for name in DERIVED_TABLES:
+        path = grid_dir / f"{name}.csv"
+        tables[name] = _read_table(path) if path.exists() else derived.get(name, pd.DataFrame())
     return tables
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """A saved table; an empty one (no header, as some older folders have) as an empty frame."""
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
 
 
 def arm_order(grid: dict, *frames: pd.DataFrame) -> list[str]:

@@ -24,8 +24,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 
-from ablations.grids import (BASELINE, BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS, GRID_CHOICES, GRIDS, PROFILES, SHARED_KEYS,
-                             expand_grid, experiment_key, run_id, toggle_tags)
+from ablations.grids import (AUTOREGRESSIVE_ARM, BASELINE, BASELINE_ARM, DIRECT_ARM, DOSE_WEIGHTS, GRID_CHOICES, GRIDS,
+                             PROFILES, SHARED_KEYS, TRAINED_BASELINES, expand_grid, experiment_key, run_id,
+                             toggle_tags)
 from ablations.run import main
 from ablations.runfolder import run_status
 from ablations.runner import run_one
@@ -148,12 +149,13 @@ def test_all_grid_runs_the_baseline_once():
         assert plan.reference == BASELINE_ARM and list(plan.arms)[0] == BASELINE_ARM
         on_off = {name: arms for name, arms in GRIDS.items() if name not in DOSE_WEIGHTS}
         every_arm = {arm for arms in on_off.values() for arm in arms}
-        assert DIRECT_ARM not in every_arm
+        assert not {DIRECT_ARM, AUTOREGRESSIVE_ARM} & every_arm
         collapsed = every_arm - set(plan.arms)
         assert len(collapsed) == len(on_off)  # each grid's baseline arm became "baseline"
-        # ...plus the direct predictor, trained once beside the arms, last
-        assert len(plan.arms) == len(every_arm) - len(on_off) + 1 + 1
-        assert list(plan.arms)[-1] == DIRECT_ARM and plan.arms[DIRECT_ARM] == {"model.kind": "direct"}
+        # ...plus the direct predictor and the autoregressive baseline, trained once beside the arms, last
+        assert len(plan.arms) == len(every_arm) - len(on_off) + 1 + 2
+        assert list(plan.arms)[-2:] == [DIRECT_ARM, AUTOREGRESSIVE_ARM]
+        assert plan.arms[DIRECT_ARM] == {"model.kind": "direct"}
         assert len(plan.runs) == len(plan.arms) * 3
     quick = expand_grid("all", "quick")
     assert "small" not in quick.arms and "medium" in quick.arms  # quick baseline is small
@@ -210,6 +212,37 @@ def test_baseline_is_the_spec_default():
     assert direct.model.kind == "direct"
 
 
+def test_every_grid_trains_the_autoregressive_baseline_beside_its_arms():
+    """Same seeds, split and budget as the arms; the baseline's config is the base's with only the
+    model kind and a named decoder changed, so an arm's decoder never leaks into it."""
+    for grid in GRID_CHOICES:
+        plan = expand_grid(grid, "quick", seeds=2)
+        assert plan.arms[AUTOREGRESSIVE_ARM] == {"model.kind": "autoregressive", "model.measure_decoder": "factorised"}
+        runs = [r for r in plan.runs if r.arm == AUTOREGRESSIVE_ARM]
+        assert [r.seed for r in runs] == [0, 1] and runs[0].config.model.kind == "autoregressive"
+        base = apply_overrides(Config(), {**plan.base_overrides, "train.seed": 0})
+        assert _changed_keys(experiment_key(base), experiment_key(runs[0].config)) <= \
+            {"model.kind", "model.measure_decoder"}, grid
+        reference = next(r.config for r in plan.runs if r.arm == plan.reference and r.seed == 0)
+        for key in SHARED_KEYS:
+            section, name = key.split(".")
+            assert getattr(getattr(runs[0].config, section), name) == getattr(getattr(reference, section), name)
+        assert len({r.run_id for r in plan.runs}) == len(plan.runs)
+
+
+def test_decoder_grid_names_the_decoder_in_both_arms_and_is_in_all(tmp_path, capsys):
+    plan = expand_grid("decoder", "quick", seeds=1)
+    assert GRIDS["decoder"] == {"factorised": {"model.measure_decoder": "factorised"},
+                                "autoregressive": {"model.measure_decoder": "autoregressive"}}
+    assert plan.reference == "factorised"  # the default: differences are autoregressive − factorised
+    decoders = {r.arm: r.config.model.measure_decoder for r in plan.runs}
+    assert decoders == {"factorised": "factorised", "autoregressive": "autoregressive",
+                        DIRECT_ARM: "factorised", AUTOREGRESSIVE_ARM: "factorised"}
+    assert "decoder" in GRID_CHOICES and "autoregressive" in expand_grid("all", "quick", seeds=1).arms
+    assert main(["--grid", "decoder", "--out", str(tmp_path), "--dry-run", "--seeds", "1"]) == 0
+    assert AUTOREGRESSIVE_ARM in capsys.readouterr().out and not any(tmp_path.iterdir())
+
+
 def test_run_id_is_a_stable_hash_that_ignores_wandb_labels():
     config = apply_overrides(Config(), {"train.seed": 1})
     labelled = dataclasses.replace(config, train=dataclasses.replace(
@@ -258,8 +291,8 @@ def test_grid_runs_once_and_second_call_trains_nothing(tmp_path, train_log):
     argv = ["--grid", "harmony", "--out", str(tmp_path), "--set", "train.max_steps=6", "--no-wandb"]
     assert main(argv, run_fn=FAKE_RUN) == 0
     runs = expand_grid("harmony", overrides=["train.max_steps=6"], wandb=False).runs
-    assert len(runs) == 9  # 2 arms and the direct predictor, 3 seeds each
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 9
+    assert len(runs) == 12  # 2 arms, the direct predictor and the autoregressive baseline, 3 seeds each
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 12
     grid_dir = tmp_path / "harmony"
     for run in runs:
         run_dir = run.run_dir(grid_dir)
@@ -267,18 +300,19 @@ def test_grid_runs_once_and_second_call_trains_nothing(tmp_path, train_log):
                      "test_metrics.json", "result.json", "DONE", "sample.mid", "sample.png"):
             assert (run_dir / name).exists(), name
         assert Config.from_dict(json.loads((run_dir / "config.json").read_text())) == run.config
-    for table in ("runs", "final", "summary", "paired", "paired_direct", "status"):
+    for table in ("runs", "final", "summary", "paired", "paired_direct", "paired_autoregressive", "status"):
         assert (grid_dir / f"{table}.csv").exists()
     assert (grid_dir / "report.md").exists() and (grid_dir / "grid.json").exists()
     mtimes = {p: p.stat().st_mtime_ns for p in (grid_dir / "runs").rglob("DONE")}
-    assert len(mtimes) == 9
+    assert len(mtimes) == 12
 
     assert main(argv, run_fn=FAKE_RUN) == 0  # same command again: nothing trains
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 9
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 12
     assert mtimes == {p: p.stat().st_mtime_ns for p in (grid_dir / "runs").rglob("DONE")}
     status = pd.read_csv(grid_dir / "status.csv")
     assert (status["status"] == "done").all() and status["wandb_run_id"].str.startswith("wb-").all()
-    assert sorted(status["arm"].value_counts().items()) == [(DIRECT_ARM, 3), ("harmony_off", 3), ("harmony_on", 3)]
+    assert sorted(status["arm"].value_counts().items()) == [(AUTOREGRESSIVE_ARM, 3), (DIRECT_ARM, 3), ("harmony_off", 3),
+                                                            ("harmony_on", 3)]
 
 
 def test_failed_run_is_recorded_and_grid_goes_on(tmp_path, train_log, monkeypatch):
@@ -290,20 +324,21 @@ def test_failed_run_is_recorded_and_grid_goes_on(tmp_path, train_log, monkeypatc
     failed = status[status["status"] == "failed"]
     assert list(failed["arm"]) == ["harmony_off"] and list(failed["seed"]) == [1]
     assert "NaN" in failed["reason"].iloc[0]
-    assert (status["status"] == "done").sum() == 8  # the other 5 runs of the arms and 3 of the direct predictor
+    assert (status["status"] == "done").sum() == 11  # the other 5 runs of the arms and 3 of each trained baseline
     failed_dir = grid_dir / "runs" / failed["run_id"].iloc[0]
     assert (failed_dir / "FAILED").exists() and not (failed_dir / "DONE").exists()
     report = (grid_dir / "report.md").read_text()
     assert failed["run_id"].iloc[0] in report and "NaN" in report
     paired = pd.read_csv(grid_dir / "paired.csv")
-    assert set(paired["arm"]) == {"harmony_off", DIRECT_ARM} and (paired["reference"] == "harmony_on").all()
+    assert set(paired["arm"]) == {"harmony_off", *TRAINED_BASELINES} and (paired["reference"] == "harmony_on").all()
     assert (paired.loc[paired["arm"] == "harmony_off", "n"] == 2).all()  # seed 1 has no pair
     assert (paired.loc[paired["arm"] == DIRECT_ARM, "n"] == 3).all()  # the direct predictor has all three
-    paired_direct = pd.read_csv(grid_dir / "paired_direct.csv")
-    assert set(paired_direct["arm"]) == {"harmony_on", "harmony_off"}
-    assert (paired_direct["reference"] == DIRECT_ARM).all()
-    assert (paired_direct.loc[paired_direct["arm"] == "harmony_off", "n"] == 2).all()  # seed 1 has no pair here either
-    assert (paired_direct.loc[paired_direct["arm"] == "harmony_on", "n"] == 3).all()
+    for baseline, table in ((DIRECT_ARM, "paired_direct"), (AUTOREGRESSIVE_ARM, "paired_autoregressive")):
+        against = pd.read_csv(grid_dir / f"{table}.csv")
+        assert set(against["arm"]) == {"harmony_on", "harmony_off", *TRAINED_BASELINES} - {baseline}, table
+        assert (against["reference"] == baseline).all()
+        assert (against.loc[against["arm"] == "harmony_off", "n"] == 2).all()  # seed 1 has no pair here either
+        assert (against.loc[against["arm"] == "harmony_on", "n"] == 3).all()
 
     starts = len(_train_log(train_log))
     assert main(argv, run_fn=FAKE_RUN) == 1  # a failed run is not retried by default
@@ -400,10 +435,10 @@ def test_local_parallel_launcher(tmp_path, train_log):
             *TINY]
     assert main(argv, run_fn=FAKE_RUN) == 0
     status = pd.read_csv(tmp_path / "rpoe" / "status.csv")
-    # 3 arms (temporal_prior, rpoe_on, rpoe_off) and the direct predictor, 2 seeds each
-    assert len(status) == 8 and (status["status"] == "done").all()
-    assert set(status["arm"]) == {"temporal_prior", "rpoe_on", "rpoe_off", DIRECT_ARM}
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 8
+    # 3 arms (temporal_prior, rpoe_on, rpoe_off) and the two trained baselines, 2 seeds each
+    assert len(status) == 10 and (status["status"] == "done").all()
+    assert set(status["arm"]) == {"temporal_prior", "rpoe_on", "rpoe_off", *TRAINED_BASELINES}
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 10
 
 
 def test_slurm_launcher_in_submitit_debug_mode(tmp_path, train_log):
@@ -411,11 +446,11 @@ def test_slurm_launcher_in_submitit_debug_mode(tmp_path, train_log):
             "--seeds", "2", *TINY]
     assert main(argv, run_fn=FAKE_RUN) == 0
     status = pd.read_csv(tmp_path / "rpoe" / "status.csv")
-    # 3 arms (temporal_prior, rpoe_on, rpoe_off) and the direct predictor, 2 seeds each
-    assert len(status) == 8 and (status["status"] == "done").all()
-    assert set(status["arm"]) == {"temporal_prior", "rpoe_on", "rpoe_off", DIRECT_ARM}
+    # 3 arms (temporal_prior, rpoe_on, rpoe_off) and the two trained baselines, 2 seeds each
+    assert len(status) == 10 and (status["status"] == "done").all()
+    assert set(status["arm"]) == {"temporal_prior", "rpoe_on", "rpoe_off", *TRAINED_BASELINES}
     assert main(argv, run_fn=FAKE_RUN) == 0
-    assert len([l for l in _train_log(train_log) if " start " in l]) == 8
+    assert len([l for l in _train_log(train_log) if " start " in l]) == 10
 
 
 def test_submitit_job_requeues_itself():
@@ -513,7 +548,7 @@ def real_grid(tmp_path_factory):
 @pytest.mark.slow
 @real_stack
 def test_real_tiny_grid_end_to_end(real_grid):
-    arms = ("harmony_on", "harmony_off", DIRECT_ARM)
+    arms = ("harmony_on", "harmony_off", *TRAINED_BASELINES)
     status = pd.read_csv(real_grid / "status.csv")
     assert len(status) == 2 * len(arms) and (status["status"] == "done").all()
     runs = pd.read_csv(real_grid / "runs.csv")
@@ -526,9 +561,10 @@ def test_real_tiny_grid_end_to_end(real_grid):
     summary = pd.read_csv(real_grid / "summary.csv")
     assert set(summary["arm"]) == set(arms) and (summary["n"] == 2).all()
     paired = pd.read_csv(real_grid / "paired.csv")
-    assert set(paired["arm"]) == {"harmony_off", DIRECT_ARM} and (paired["n"] == 2).all()
-    paired_direct = pd.read_csv(real_grid / "paired_direct.csv")
-    assert set(paired_direct["arm"]) == {"harmony_on", "harmony_off"} and (paired_direct["n"] == 2).all()
+    assert set(paired["arm"]) == {"harmony_off", *TRAINED_BASELINES} and (paired["n"] == 2).all()
+    for baseline, table in ((DIRECT_ARM, "paired_direct"), (AUTOREGRESSIVE_ARM, "paired_autoregressive")):
+        against = pd.read_csv(real_grid / f"{table}.csv")
+        assert set(against["arm"]) == set(arms) - {baseline} and (against["n"] == 2).all(), table
     assert (real_grid / "figures" / "curve_loss.png").exists()
     assert (real_grid / "figures" / "final_metrics.png").exists()
     for arm in arms:
@@ -539,35 +575,48 @@ def test_real_tiny_grid_end_to_end(real_grid):
 
 @pytest.mark.slow
 @real_stack
-def test_real_kill_and_resume_matches_uninterrupted_grid(tmp_path, real_grid):
-    """SIGKILL of the whole process group while a run is training (after its first epoch's
-    checkpoint), then rerun: only the unfinished runs train, and every number of the tables
-    equals the uninterrupted grid's (docs/design.md §3.8)."""
+def test_real_grid_killed_three_times_matches_uninterrupted_grid(tmp_path, real_grid):
+    """SIGKILL of the whole process group three times, each at a seeded random moment after the
+    attempt has made progress (a run's epoch checkpoint, evaluation or DONE), then rerun to the
+    end: finished runs are not trained again and every number of the tables equals the
+    uninterrupted grid's (README, "Exact resume")."""
+    import numpy as np
+
     out = tmp_path / "out"
     # local-parallel here, local for the clean grid: the launcher must not change a number either
     command = [sys.executable, "ablations/run.py", *REAL_ARGV, "--out", str(out), "--launcher", "local-parallel"]
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)  # its own process group: the workers die with it
     runs_dir = out / "harmony" / "runs"
-    deadline = time.time() + 1200
+    rng = np.random.default_rng(21)
 
-    def training() -> list[Path]:
-        return [run for run in runs_dir.glob("*") if (run / "checkpoints" / "last.ckpt").exists()
-                and not (run / "DONE").exists()]
+    def progress() -> dict[Path, int]:
+        files = [*runs_dir.glob("*/checkpoints/last.ckpt"), *runs_dir.glob("*/test_metrics.json"),
+                 *runs_dir.glob("*/DONE")]
+        return {path: path.stat().st_mtime_ns for path in files if path.exists()}
 
-    while not training():
-        assert time.time() < deadline and process.poll() is None
-        time.sleep(0.02)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    time.sleep(0.5)  # the pool's workers, killed with the group, release their files
+    kills = 0
+    for _ in range(3):
+        before = progress()
+        process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   start_new_session=True)  # its own process group: the workers die with it
+        deadline = time.time() + 600
+        while process.poll() is None and progress().items() <= before.items():
+            assert time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 1.5))  # training, evaluation, the next run's start, or the tables
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            kills += 1
+        process.wait()
+        time.sleep(0.5)  # the pool's workers, killed with the group, release their files
+    assert kills == 3
     done_before = {p.parent.name: p.stat().st_mtime_ns for p in runs_dir.glob("*/DONE")}
-    assert len(done_before) < 6
+    total = len(pd.read_csv(real_grid / "status.csv"))
+    assert len(done_before) < total
 
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert f"{len(done_before)} already done" in result.stdout
-    assert result.stdout.count(" done in ") == 6 - len(done_before)  # only the missing runs trained
+    assert result.stdout.count(" done in ") == total - len(done_before)  # only the missing runs trained
     for finished, mtime in done_before.items():  # finished runs were not touched
         assert (runs_dir / finished / "DONE").stat().st_mtime_ns == mtime
     for table in ("final", "summary", "paired"):
@@ -605,11 +654,13 @@ def test_auto_launcher_runs_cpu_profiles_in_parallel_and_gpu_budgets_one_by_one(
 def test_dose_response_grids_compare_each_weight_with_weight_zero():
     plan = expand_grid("harmony_weight", "cpu", seeds=3)
     assert plan.reference == "harmony_w0"
-    weights = {arm: next(r.config.loss for r in plan.runs if r.arm == arm) for arm in plan.arms if arm != DIRECT_ARM}
+    weights = {arm: next(r.config.loss for r in plan.runs if r.arm == arm) for arm in plan.arms
+               if arm not in TRAINED_BASELINES}
     assert [w.harmony_weights for w in weights.values()] == [(x, x, x) for x in DOSE_WEIGHTS["harmony_weight"][1]]
     assert weights["harmony_w0"].harmony is False and all(w.harmony for a, w in weights.items() if a != "harmony_w0")
     scale = expand_grid("scale_weight", "quick", seeds=1)
     assert scale.reference == "scale_w0"
-    assert [next(r.config.loss.scale_weight for r in scale.runs if r.arm == a) for a in scale.arms if a != DIRECT_ARM] \
+    assert [next(r.config.loss.scale_weight for r in scale.runs if r.arm == a) for a in scale.arms
+            if a not in TRAINED_BASELINES] \
         == list(DOSE_WEIGHTS["scale_weight"][1])
-    assert not set(plan.arms) - {DIRECT_ARM} & set(expand_grid("all", "quick", seeds=1).arms)  # run on their own
+    assert not set(plan.arms) - set(TRAINED_BASELINES) & set(expand_grid("all", "quick", seeds=1).arms)  # run on their own

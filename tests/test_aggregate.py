@@ -13,9 +13,9 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 from ablations.aggregate import (DIRECT_METRICS, PAIRED_COLUMNS, aggregate, mean_interval, metric_direction,
-                                 paired_table, summary_table)
+                                 nll_gains, paired_table, summary_table)
 from rmvae.intervals import mean_ci, t_critical
-from ablations.grids import DIRECT_ARM
+from ablations.grids import AUTOREGRESSIVE_ARM, DIRECT_ARM, TRAINED_BASELINES
 
 T_2DF = 4.302652729911275  # Student t, 97.5 % quantile, 2 degrees of freedom
 
@@ -37,8 +37,10 @@ BASE = {
 # test/nll, chosen for hand-checkable comparisons (unigram NLL 5.0):
 #   new − direct by seed = 1, 2, 3 (mean 2, sd 1); ref − direct = −5, −4, −3 (mean −4, sd 1);
 #   gain vs unigram = 5 − nll: ref 3, 2.5, 2 (clearly beats); new −3, −3.5, −4 (clearly does not).
+#   The autoregressive baseline (only in AUTOREGRESSIVE_FINAL): 4 on every seed.
 NLL = {("ref", 0): 2.0, ("ref", 1): 2.5, ("ref", 2): 3.0, ("new", 0): 8.0, ("new", 1): 8.5, ("new", 2): 9.0,
-       (DIRECT_ARM, 0): 7.0, (DIRECT_ARM, 1): 6.5, (DIRECT_ARM, 2): 6.0}
+       (DIRECT_ARM, 0): 7.0, (DIRECT_ARM, 1): 6.5, (DIRECT_ARM, 2): 6.0,
+       **{(AUTOREGRESSIVE_ARM, seed): 4.0 for seed in range(3)}}
 
 
 def _evaluator_keys(arm: str, seed: int) -> dict[str, float]:
@@ -47,14 +49,18 @@ def _evaluator_keys(arm: str, seed: int) -> dict[str, float]:
     nll, gain = NLL[arm, seed], UNIGRAM["test/unigram_nll"] - NLL[arm, seed]
     keys = {"test/nll": nll, "test/acc_onsets": 0.1 * (seed + 1), **UNIGRAM, "test/gain_vs_unigram": gain,
             "test/gain_vs_unigram_ci_low": gain - 0.1, "test/gain_vs_unigram_ci_high": gain + 0.1}
-    if arm != DIRECT_ARM:
+    if arm not in TRAINED_BASELINES:
         keys.update({"test/active_units": 3.0 + seed, "test/kl_inputs": 0.5, "test/kl_target_full": 0.4,
                      "test/recon_full_term": 1.5, "latent/repeat_rate": 0.1})
     return keys
 
 
 FINAL = {(arm, seed): {**metrics, **_evaluator_keys(arm, seed)} for (arm, seed), metrics in BASE.items()}
-VAL_NLL = {"ref": 3.0, "new": 8.0, DIRECT_ARM: 6.5}  # val/nll after the second epoch (the first: 7.0)
+VAL_NLL = {"ref": 3.0, "new": 8.0, DIRECT_ARM: 6.5, AUTOREGRESSIVE_ARM: 4.0}  # after the second epoch (first: 7.0)
+# FINAL with the autoregressive baseline's runs: test/acc 0.5 on every seed, no latents.
+AUTOREGRESSIVE_FINAL = {**FINAL, **{(AUTOREGRESSIVE_ARM, seed): {
+    "test/acc": 0.5, "greedy/repeat_rate": 0.45, "bach/repeat_rate": 0.02, **_evaluator_keys(AUTOREGRESSIVE_ARM, seed)}
+    for seed in range(3)}}
 
 
 def _metrics_rows(arm: str, seed: int) -> list[dict]:
@@ -65,7 +71,7 @@ def _metrics_rows(arm: str, seed: int) -> list[dict]:
         rows.append({"epoch": epoch, "step": step, "train/loss": 2.0 - epoch + seed})
         val = {"val/loss": 2.5 - epoch, "val/acc": 0.4 if epoch == 0 else (0.6 if arm == "ref" else 0.7),
                "val/nll": 7.0 if epoch == 0 else VAL_NLL[arm]}
-        if arm != DIRECT_ARM:
+        if arm not in TRAINED_BASELINES:
             val.update({"val/active_units": 4.0 - epoch + seed, "val/kl_inputs": 1.0 + epoch})
         rows.append({"epoch": epoch, "step": step, **val})
     return rows
@@ -79,8 +85,8 @@ def make_grid_folder(root: Path, final=FINAL, failed=(("new", 3, "RuntimeError: 
     (grid_dir).mkdir(parents=True)
     (grid_dir / "grid.json").write_text(json.dumps(dict(
         grid_version=1, grid="toy", profile="quick", reference="ref", arm_order=arms,
-        arms={arm: dict(overrides={"model.kind": "direct"} if arm == DIRECT_ARM else {"loss.harmony": arm == "ref"},
-                        config={}) for arm in arms})))
+        arms={arm: dict(overrides=TRAINED_BASELINES.get(arm, {"loss.harmony": arm == "ref"}), config={})
+              for arm in arms})))
     for (arm, seed), metrics in final.items():
         run_dir = grid_dir / "runs" / f"{arm}{seed}"
         run_dir.mkdir(parents=True)
@@ -212,7 +218,7 @@ def test_aggregate_writes_tidy_tables(tmp_path):
     assert len(status) == 10 and list(status["arm"][:3]) == ["ref"] * 3  # grid.json order
     failed = status[status["status"] == "failed"]
     assert list(failed["reason"]) == ["RuntimeError: loss is NaN at step 7"]
-    assert set(tables) == {"runs", "final", "summary", "paired", "paired_direct", "status"}
+    assert set(tables) == {"runs", "final", "summary", "paired", "paired_direct", "paired_autoregressive", "status"}
     assert not list(grid_dir.glob(".*tmp"))  # atomic writes leave no temporary files
 
 
@@ -238,11 +244,43 @@ def test_paired_direct_by_hand(tmp_path):
     assert rows.loc[("new", "test/acc"), "mean_diff"] == pytest.approx(5 / 3)
 
 
+def test_paired_autoregressive_by_hand(tmp_path):
+    grid_dir = make_grid_folder(tmp_path, final=AUTOREGRESSIVE_FINAL)
+    aggregate(grid_dir)
+    paired = pd.read_csv(grid_dir / "paired_autoregressive.csv")
+    assert list(paired.columns) == PAIRED_COLUMNS and set(paired["reference"]) == {AUTOREGRESSIVE_ARM}
+    # every other arm, the direct predictor included, on the same metrics as paired_direct.csv
+    assert list(dict.fromkeys(paired["arm"])) == ["ref", "new", DIRECT_ARM] and len(paired) == 3 * 3
+    assert list(dict.fromkeys(paired["metric"])) == list(DIRECT_METRICS)
+    rows = paired.set_index(["arm", "metric"])
+    half = T_2DF * 0.5 / math.sqrt(3)  # sd 0.5 in every NLL difference below: 4.303 · 0.5 / 1.732 = 1.242
+    # test/nll − 4 by seed: ref −2, −1.5, −1 (mean −1.5); new 4, 4.5, 5 (mean 4.5); direct 3, 2.5, 2 (mean 2.5)
+    for arm, mean, better in (("ref", -1.5, "ref"), ("new", 4.5, AUTOREGRESSIVE_ARM),
+                              (DIRECT_ARM, 2.5, AUTOREGRESSIVE_ARM)):
+        row = rows.loc[(arm, "test/nll")]
+        assert row["n"] == 3 and row["mean_diff"] == pytest.approx(mean) and row["std_diff"] == pytest.approx(0.5)
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((mean - half, mean + half))
+        assert row["ci_low"] == pytest.approx(mean - 1.242, abs=1e-3)
+        assert row["excludes_zero"] and row["better"] == better, arm
+    # test/acc − 0.5: new 0.5, 1.5, 3.5 → mean 11/6; direct 0, 0, 0.5 → mean 1/6
+    assert rows.loc[("new", "test/acc"), "mean_diff"] == pytest.approx(11 / 6)
+    assert rows.loc[(DIRECT_ARM, "test/acc"), "mean_diff"] == pytest.approx(1 / 6)
+    # the gain over the baseline (baseline − arm), as the reports show it: the interval flipped
+    gains = nll_gains(paired)
+    assert gains["ref"]["mean"] == pytest.approx(1.5)
+    assert (gains["ref"]["ci_low"], gains["ref"]["ci_high"]) == pytest.approx((1.5 - half, 1.5 + half))
+    assert gains["new"]["mean"] == pytest.approx(-4.5) and AUTOREGRESSIVE_ARM not in gains
+    # and paired_direct.csv now also pairs the autoregressive baseline with the direct predictor: 4 − 7, …
+    direct = pd.read_csv(grid_dir / "paired_direct.csv").set_index(["arm", "metric"])
+    assert direct.loc[(AUTOREGRESSIVE_ARM, "test/nll"), "mean_diff"] == pytest.approx(-2.5)
+
+
 def test_paired_direct_without_direct_runs_is_only_a_header(tmp_path):
     grid_dir = make_grid_folder(tmp_path, final={key: value for key, value in FINAL.items() if key[0] != DIRECT_ARM})
     tables = aggregate(grid_dir)
-    assert tables["paired_direct"].empty
+    assert tables["paired_direct"].empty and tables["paired_autoregressive"].empty
     assert (grid_dir / "paired_direct.csv").read_text().strip() == ",".join(PAIRED_COLUMNS)
+    assert (grid_dir / "paired_autoregressive.csv").read_text().strip() == ",".join(PAIRED_COLUMNS)
 
 
 def test_aggregate_command_line(tmp_path):

@@ -14,10 +14,11 @@ import pretty_midi
 import pytest
 from scipy.io import wavfile
 
-from test_aggregate import FINAL, T_2DF, make_grid_folder  # hand-made grid folder (tests/ is on sys.path)
+from test_aggregate import (AUTOREGRESSIVE_FINAL, FINAL, T_2DF,  # hand-made grid folder (tests/ is on sys.path)
+                            make_grid_folder)
 
 from ablations.aggregate import aggregate
-from ablations.grids import DIRECT_ARM, DOSE_WEIGHTS
+from ablations.grids import AUTOREGRESSIVE_ARM, DIRECT_ARM, DOSE_WEIGHTS
 from reports import build as report_build
 from reports import figures, sections, text
 from reports.samples import copy_samples
@@ -102,7 +103,7 @@ def test_report_opens_with_does_the_model_learn(built):
     rows = {line.split("|")[1].strip(): line for line in section.splitlines() if line.startswith("| ")}
     assert set(rows) >= {"`ref`", "`new`", f"`{DIRECT_ARM}`", "positional unigram"}
     # the unigram row: test NLL 5, acc 0.3, onset acc 0.2 (the same in every run), no gains of its own
-    assert rows["positional unigram"] == "| positional unigram | 5 | 0.3 | 0.2 | — | — |"
+    assert rows["positional unigram"] == "| positional unigram | 5 | 0.3 | 0.2 | — | — | — |"
     half = T_2DF / math.sqrt(3)  # sd 1 and 0.5 below, 3 seeds
     # new: NLL 8, 8.5, 9 → mean 8.5, sd 0.5; gain vs unigram −3, −3.5, −4;
     # new − direct = 1, 2, 3 → gain over the direct predictor −2, sd 1
@@ -111,8 +112,9 @@ def test_report_opens_with_does_the_model_learn(built):
     assert cells[3] == f"-3.5 [{-3.5 - half / 2:.4g}, {-3.5 + half / 2:.4g}]"
     assert cells[4] == f"-2 [{-2 - half:.4g}, {-2 + half:.4g}]"
     # ref − direct = −5, −4, −3 → beats the direct predictor by 4 [4 − 2.484, 4 + 2.484]
-    assert rows["`ref`"].split("|")[-2].strip() == f"4 [{4 - half:.4g}, {4 + half:.4g}]"
-    assert rows[f"`{DIRECT_ARM}`"].split("|")[-2].strip() == "—"  # not compared with itself
+    assert rows["`ref`"].split("|")[-3].strip() == f"4 [{4 - half:.4g}, {4 + half:.4g}]"
+    assert rows[f"`{DIRECT_ARM}`"].split("|")[-3].strip() == "—"  # not compared with itself
+    assert rows["`ref`"].split("|")[-2].strip() == "—"  # no autoregressive baseline in this grid
     assert "`ref` beats the positional unigram" in section  # gain 2.5 [1.26, 3.74]
     assert "`new` does not beat the positional unigram" in section  # gain −3.5 [−4.74, −2.26]
     assert f"`{DIRECT_ARM}` does not beat the positional unigram" in section  # gain −1.5 [−2.74, −0.26]
@@ -120,6 +122,43 @@ def test_report_opens_with_does_the_model_learn(built):
     assert "`new`: cannot tell with 3 seeds whether it beats the direct predictor" in section
     for figure in ("nll_vs_unigram", "collapse"):  # shown here, not again under "Figures"
         assert f"](figures/{figure}.png)" in section and report.count(f"](figures/{figure}.png)") == 2
+
+
+def test_learn_section_shows_the_gain_over_the_autoregressive_baseline(tmp_path):
+    """Its column: autoregressive NLL − arm NLL paired by seed (4 − NLL: ref 2, 1.5, 1; new −4, −4.5, −5;
+    direct −3, −2.5, −2, sd 0.5 each), and its own row beside the unigram and the direct predictor."""
+    grid_dir = make_grid_folder(tmp_path, final=AUTOREGRESSIVE_FINAL)
+    aggregate(grid_dir)
+    tables = load_tables(grid_dir)
+    section = "\n".join(sections.learn_section(grid_dir, tables, ["ref", "new", DIRECT_ARM, AUTOREGRESSIVE_ARM], []))
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    assert lines[0].split("|")[-2].strip() == "beats the autoregressive baseline by"
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]] for line in lines[1:]}
+    half = T_2DF * 0.5 / math.sqrt(3)
+    for arm, gain in (("`ref`", 1.5), ("`new`", -4.5), (f"`{DIRECT_ARM}`", -2.5)):
+        assert rows[arm][-1] == f"{gain:.4g} [{gain - half:.4g}, {gain + half:.4g}]", arm
+    assert rows[f"`{AUTOREGRESSIVE_ARM}`"][0] == "4 [4, 4]" and rows[f"`{AUTOREGRESSIVE_ARM}`"][-1] == "—"
+    assert rows[f"`{AUTOREGRESSIVE_ARM}`"][-2] == f"2.5 [{2.5 - half:.4g}, {2.5 + half:.4g}]"  # 7 − 4, 6.5 − 4, 6 − 4
+    assert rows["positional unigram"][-3:] == ["—", "—", "—"]
+    assert "`ref` beats the autoregressive baseline (gain 1.5" in section
+    assert "`new` does not beat the autoregressive baseline" in section
+    assert "(paired_autoregressive.csv)" in section
+
+
+def test_older_folder_without_paired_autoregressive_derives_it_from_final(tmp_path):
+    """A folder aggregated before paired_autoregressive.csv existed, with its tables but no run folders:
+    the report derives the table from final.csv instead of aggregating (which would empty every table)."""
+    import shutil
+
+    grid_dir = make_grid_folder(tmp_path, final=AUTOREGRESSIVE_FINAL)
+    expected = aggregate(grid_dir)["paired_autoregressive"]
+    (grid_dir / "paired_autoregressive.csv").unlink()
+    shutil.rmtree(grid_dir / "runs")
+    tables = load_tables(grid_dir)
+    assert not tables["final"].empty and not expected.empty
+    pd.testing.assert_frame_equal(tables["paired_autoregressive"].reset_index(drop=True),
+                                  expected.reset_index(drop=True), check_dtype=False)
+    assert not (grid_dir / "paired_autoregressive.csv").exists()  # nothing written: the tables are as they were
 
 
 def test_beats_sentence_without_a_verdict():
