@@ -93,12 +93,43 @@ def _gain(name: str, baseline: np.ndarray, model: np.ndarray) -> dict[str, float
     return {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
+# The trained baselines a model can be compared with: model.kind → what a message calls it. The
+# kind is also the results' prefix (``direct_nll``, ``gain_vs_autoregressive``) and the option's name.
+TRAINED_BASELINES = {"direct": "a direct predictor", "autoregressive": "an autoregressive baseline"}
+
+
+def load_baseline(path: str | Path, kind: str) -> RMVAEModule:
+    """A trained baseline checkpoint of ``model.kind`` ``kind``; another kind is refused in one line,
+    since its gain would silently answer another question."""
+    baseline = load_checkpoint(path)
+    if baseline.config.model.kind != kind:
+        raise UserError(f"'{path}' is not {TRAINED_BASELINES[kind]} (model.kind={baseline.config.model.kind}); "
+                        f"train one with `rmvae train --model.kind={kind}`")
+    return baseline
+
+
+def trained_baseline_scores(module: RMVAEModule, baseline: RMVAEModule, datamodule: ChoraleDataModule,
+                            split: str, model_nll: np.ndarray) -> dict[str, float]:
+    """``<kind>_nll``, ``_acc``, ``_acc_onsets`` of a trained baseline on the module's own windows, and
+    ``gain_vs_<kind>``: the paired per-window gain; a baseline trained on other data is refused."""
+    kind = baseline.config.model.kind
+    if baseline.config.data != module.config.data or baseline.pitch_range != module.pitch_range:
+        raise UserError(f"the {kind} baseline was trained on other data (config.data or pitch range differ); "
+                        f"train it with the same data settings: `rmvae train --model.kind={kind} ...`")
+    scores = teacher_forced(baseline, datamodule, split)
+    results = {f"{split}/{kind}_{key}": scores[f"{split}/{key}"] for key in ("nll", "acc", "acc_onsets")}
+    results.update(_gain(f"{split}/gain_vs_{kind}", window_nlls(baseline, datamodule.datasets[split]), model_nll))
+    return results
+
+
 def baseline_comparison(module: RMVAEModule, datamodule: ChoraleDataModule, split: str = "test",
-                        direct: RMVAEModule | None = None) -> dict[str, float]:
+                        direct: RMVAEModule | None = None,
+                        autoregressive: RMVAEModule | None = None) -> dict[str, float]:
     """The baselines on the module's own split and targets, and what the module gains over each.
 
     ``unigram_*``: the positional unigram counted on the training split (no context);
-    ``direct_*``: a direct predictor checkpoint trained on the same data (if given);
+    ``direct_*``, ``autoregressive_*``: a direct predictor / autoregressive baseline checkpoint
+    trained on the same data (if given; :func:`trained_baseline_scores`);
     ``gain_vs_*``: baseline NLL − model NLL per window, mean and 95% interval over windows.
     """
     dataset = datamodule.datasets[split]
@@ -106,14 +137,9 @@ def baseline_comparison(module: RMVAEModule, datamodule: ChoraleDataModule, spli
     unigram = unigram_scores(datamodule.datasets["train"], dataset, module.pitch_range)
     results = {f"{split}/unigram_{key}": value for key, value in unigram.items() if key != "per_window"}
     results.update(_gain(f"{split}/gain_vs_unigram", unigram["per_window"], model_nll))
-    if direct is not None:
-        if direct.config.data != module.config.data or direct.pitch_range != module.pitch_range:
-            raise UserError("the direct predictor was trained on other data (config.data or pitch range differ); "
-                            "train it with the same data settings: `rmvae train --model.kind=direct ...`")
-        direct_scores = teacher_forced(direct, datamodule, split)
-        for key in ("nll", "acc", "acc_onsets"):
-            results[f"{split}/direct_{key}"] = direct_scores[f"{split}/{key}"]
-        results.update(_gain(f"{split}/gain_vs_direct", window_nlls(direct, dataset), model_nll))
+    for baseline in (direct, autoregressive):
+        if baseline is not None:
+            results.update(trained_baseline_scores(module, baseline, datamodule, split, model_nll))
     return results
 
 
@@ -226,23 +252,25 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
 
 def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", seed: int = 0,
                         sample_path: Path | None = None, cache_dir=None, seed_measures: int = 8,
-                        continue_measures: int = 8, direct_checkpoint: str | Path | None = None) -> dict[str, float]:
+                        continue_measures: int = 8, direct_checkpoint: str | Path | None = None,
+                        autoregressive_checkpoint: str | Path | None = None, draws: int = 3) -> dict[str, float]:
     """Every evaluation number of a checkpoint as one flat dict (``test/acc``, ``greedy/repeat_rate``, …).
 
     Continuations use the pieces of at least ``seed_measures + continue_measures`` measures;
-    ``continuations`` says how many there were (0: every statistic is NaN).
+    ``continuations`` says how many there were (0: every statistic is NaN); a sampled mode averages
+    ``draws`` draws per piece. The baseline checkpoints are checked before anything is computed.
     """
     if seed_measures < 1 or continue_measures < 1:
         raise UserError(f"seed and continuation lengths must be at least 1 measure; "
                         f"got {seed_measures} and {continue_measures}")
+    if draws < 1:  # before any model runs, not after the teacher-forced pass
+        raise UserError(f"--draws must be at least 1; got {draws}")
     module = load_checkpoint(checkpoint)
+    baselines = {kind: load_baseline(path, kind) for kind, path in
+                 (("direct", direct_checkpoint), ("autoregressive", autoregressive_checkpoint)) if path is not None}
     datamodule = test_datamodule(module, cache_dir)
     results = teacher_forced(module, datamodule, split)
-    direct = load_checkpoint(direct_checkpoint) if direct_checkpoint is not None else None
-    if direct is not None and direct.model.has_latents:
-        raise UserError(f"'{direct_checkpoint}' is not a direct predictor (model.kind={direct.config.model.kind}); "
-                        f"train one with `rmvae train --model.kind=direct`")
-    results.update(baseline_comparison(module, datamodule, split, direct))
+    results.update(baseline_comparison(module, datamodule, split, **baselines))
     results.update(continuation_statistics(module, datamodule, split, seed_measures, continue_measures, seed=seed,
-                                           sample_path=sample_path))
+                                           sample_path=sample_path, draws=draws))
     return results

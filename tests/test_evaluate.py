@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from rmvae.cli import main
-from rmvae.evaluation import load_checkpoint
+from rmvae.config import apply_overrides
+from rmvae.evaluation import baseline_comparison, load_baseline, load_checkpoint, window_nlls
 from rmvae.evaluation import test_datamodule as evaluation_datamodule  # not a test: renamed for pytest
+from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS
-from test_tasks import trained_checkpoint  # noqa: E402  (the shared tiny model)
+from test_tasks import task_config, trained_checkpoint  # noqa: E402  (the shared tiny model)
 
 THESIS_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "thesis-samples"
 SEED, CONTINUE = 4, 4  # both test chorales (22 and 12 measures) are long enough
@@ -21,6 +23,16 @@ SEED, CONTINUE = 4, 4  # both test chorales (22 and 12 measures) are long enough
 @pytest.fixture(scope="module")
 def checkpoint(chorale_folder, cache_dir, tmp_path_factory) -> str:
     return str(trained_checkpoint(chorale_folder, cache_dir, tmp_path_factory))
+
+
+@pytest.fixture(scope="module")
+def autoregressive_checkpoint(chorale_folder, cache_dir, tmp_path_factory) -> str:
+    """An autoregressive baseline on the shared model's data, a few steps: its gain is checked, not its quality."""
+    from rmvae.train import train
+
+    config = apply_overrides(task_config(chorale_folder), {"model.kind": "autoregressive", "train.max_steps": 4})
+    out = tmp_path_factory.mktemp("autoregressive")
+    return str(train(config, out, progress_bar=False, cache_dir=cache_dir)["best_checkpoint"])
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +174,49 @@ def test_text_report_lists_the_same_numbers(results, checkpoint, capsys, monkeyp
     assert table == ["model", "positional unigram", "direct predictor"]
     assert _row(lines, "beats the direct by") == ["3.00", "nats", "-0.50", "6.50", "(95%", "CI", "over", "windows)"]
 
+    # With an autoregressive baseline too (`--autoregressive`): its row last, and the gain over it.
+    autoregressive = {"test/autoregressive_nll": 70.456, "test/autoregressive_acc": 0.8123,
+                      "test/autoregressive_acc_onsets": 0.2346, "test/gain_vs_autoregressive": -7.774,
+                      "test/gain_vs_autoregressive_ci_low": -9.25, "test/gain_vs_autoregressive_ci_high": -6.125}
+    lines = _text_report(checkpoint, {**numbers, **direct, **autoregressive}, capsys, monkeypatch)
+    assert _row(lines, "autoregressive baseline") == ["70.46", "0.812", "0.235"]
+    table = [line.strip().split("  ")[0] for line in lines[2:6]]
+    assert table == ["model", "positional unigram", "direct predictor", "autoregressive baseline"]
+    assert len({line.index(" 0.") for line in lines[2:6]}) == 1  # the accuracy column lines up
+    assert _row(lines, "beats the autoregressive by") == ["-7.77", "nats", "-9.25", "-6.12", "(95%", "CI", "over",
+                                                          "windows)"]
+
+
+def test_gain_vs_an_autoregressive_baseline_is_the_per_window_difference(checkpoint, autoregressive_checkpoint,
+                                                                        cache_dir):
+    """baseline NLL − model NLL of every test window, mean and t-interval over windows; the baseline's own
+    numbers are its teacher-forced test metrics (test/nll: the mean of its window NLLs)."""
+    module, baseline = load_checkpoint(checkpoint), load_baseline(autoregressive_checkpoint, "autoregressive")
+    datamodule = evaluation_datamodule(module, cache_dir)
+    results = baseline_comparison(module, datamodule, "test", autoregressive=baseline)
+    dataset = datamodule.datasets["test"]
+    baseline_nll, model_nll = window_nlls(baseline, dataset), window_nlls(module, dataset)
+    assert len(baseline_nll) == len(model_nll) == len(dataset) >= 2
+    mean, low, high = mean_ci(baseline_nll - model_nll)
+    assert (results["test/gain_vs_autoregressive"], results["test/gain_vs_autoregressive_ci_low"],
+            results["test/gain_vs_autoregressive_ci_high"]) == pytest.approx((mean, low, high))
+    assert results["test/autoregressive_nll"] == pytest.approx(baseline_nll.mean(), rel=1e-5)
+    assert 0 <= results["test/autoregressive_acc"] <= 1 and 0 <= results["test/autoregressive_acc_onsets"] <= 1
+    assert not any(key.startswith("test/direct_") or "gain_vs_direct" in key for key in results)
+
+
+def test_evaluate_reports_the_autoregressive_baseline_and_passes_draws(checkpoint, autoregressive_checkpoint,
+                                                                      cache_dir, capsys, monkeypatch):
+    monkeypatch.setenv("RMVAE_CACHE", str(cache_dir))
+    assert main(["evaluate", checkpoint, "--autoregressive", autoregressive_checkpoint, "--json", "--draws", "1",
+                 "--seed-measures", str(SEED), "--continue-measures", str(CONTINUE)]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["draws"] == 1.0
+    for key in ("nll", "acc", "acc_onsets"):
+        assert isinstance(results[f"test/autoregressive_{key}"], float), key
+    assert results["test/gain_vs_autoregressive_ci_low"] <= results["test/gain_vs_autoregressive"] \
+        <= results["test/gain_vs_autoregressive_ci_high"]
+
 
 @pytest.mark.skipif(not THESIS_SAMPLES.is_dir(), reason="shared/anchors/thesis-samples is not checked out")
 def test_midi_folder_reproduces_the_anchors_table(capsys):
@@ -184,6 +239,11 @@ def test_midi_folder_reproduces_the_anchors_table(capsys):
     (["--midi-folder", "{tmp}"], r"no usable MIDI file in '.*' \(1 skipped: notes.mid: NotMidiError"),
     (["--midi-folder", "{tmp}", "--first-measure", "0"], r"--first-measure \(1-based\)"),
     (["{ckpt}", "--seed-measures", "0"], r"at least 1 measure; got 0 and 8"),
+    (["{ckpt}", "--draws", "0"], r"--draws must be at least 1; got 0"),
+    # a trained baseline of the wrong kind: here the shared RMVAE itself
+    (["{ckpt}", "--autoregressive", "{ckpt}"], r"'.*best.ckpt' is not an autoregressive baseline \(model.kind=rmvae\); "
+                                               r"train one with `rmvae train --model.kind=autoregressive`$"),
+    (["{ckpt}", "--direct", "{ckpt}"], r"is not a direct predictor \(model.kind=rmvae\)"),
 ])
 def test_bad_input_is_one_clear_line(argv, message, checkpoint, tmp_path, capsys):
     import re

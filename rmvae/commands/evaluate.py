@@ -6,6 +6,11 @@ import math
 
 # Statistics whose values are a few thousandths: printed with one more decimal so that they do not round to 0.
 RARE_STATISTICS = ("parallel_perfects_per_note", "out_of_range_share")
+# The rows of the next-measure table: label → the results' prefix (the model's own numbers have none).
+# The trained baselines' prefixes are their model.kind (rmvae.evaluation.TRAINED_BASELINES).
+PREDICTION_ROWS = {"model": "", "positional unigram": "unigram_", "direct predictor": "direct_",
+                   "autoregressive baseline": "autoregressive_"}
+LABEL_WIDTH = max(map(len, PREDICTION_ROWS)) + 1
 
 
 def add_arguments(parser) -> None:
@@ -23,6 +28,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sample", help="also write one sampled continuation to this .mid (+ .png)")
     parser.add_argument("--direct", help="a direct predictor's .ckpt (`rmvae train --model.kind=direct`, same data) "
                                          "to report beside the model; the positional unigram is always reported")
+    parser.add_argument("--autoregressive", help="an autoregressive baseline's .ckpt (`rmvae train "
+                                                 "--model.kind=autoregressive`, same data) to report beside the model")
+    parser.add_argument("--draws", type=int, default=3,
+                        help="draws per piece that each sampled continuation mode averages (default 3; greedy: one)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -65,19 +74,19 @@ def run(args) -> int:
 
     results = evaluate_checkpoint(args.checkpoint, args.split, args.seed, Path(args.sample) if args.sample else None,
                                   seed_measures=args.seed_measures, continue_measures=args.continue_measures,
-                                  direct_checkpoint=args.direct)
+                                  direct_checkpoint=args.direct, autoregressive_checkpoint=args.autoregressive,
+                                  draws=args.draws)
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in results.items()}))
         return 0
     split = args.split
     print(f"next-measure prediction on the {split} split (NLL in nats per target measure, lower is better):")
-    print(f"  {'':22s} {'NLL':>8s} {'acc':>7s} {'onsets':>7s}")
-    rows = [("model", ""), ("positional unigram", "unigram_"), ("direct predictor", "direct_")]
-    for label, prefix in rows:
+    print(f"  {'':{LABEL_WIDTH}s} {'NLL':>8s} {'acc':>7s} {'onsets':>7s}")
+    for label, prefix in PREDICTION_ROWS.items():
         if f"{split}/{prefix}nll" in results:
             cells = [results.get(f"{split}/{prefix}{key}", math.nan) for key in ("nll", "acc", "acc_onsets")]
-            print(f"  {label:22s} {cells[0]:8.2f} {cells[1]:7.3f} {cells[2]:7.3f}")
-    for baseline in ("unigram", "direct"):
+            print(f"  {label:{LABEL_WIDTH}s} {cells[0]:8.2f} {cells[1]:7.3f} {cells[2]:7.3f}")
+    for baseline in (prefix.rstrip("_") for prefix in PREDICTION_ROWS.values() if prefix):
         key = f"{split}/gain_vs_{baseline}"
         if key in results:
             print(f"  beats the {baseline} by {results[key]:.2f} nats [{results[key + '_ci_low']:.2f}, "
