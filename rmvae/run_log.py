@@ -29,6 +29,7 @@ class _WholeFileWriter(ExperimentWriter):
 
     def __init__(self, log_dir: str):
         self.rows: list[Row] = []
+        self._written = 0  # rows in the file on disk (nothing written yet)
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
@@ -42,7 +43,8 @@ class _WholeFileWriter(ExperimentWriter):
     def save(self) -> None:
         self.rows.extend(self.metrics)
         self.metrics = []
-        self.write()
+        if len(self.rows) != self._written:  # Lightning saves after every log call, rows or not
+            self.write()
 
     def write(self) -> None:
         keys = sorted(set().union(*self.rows)) if self.rows else []
@@ -51,6 +53,7 @@ class _WholeFileWriter(ExperimentWriter):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic_write_text(self.metrics_file_path, buffer.getvalue() if keys else "")
+        self._written = len(self.rows)
 
 
 class RunCSVLogger(CSVLogger):
