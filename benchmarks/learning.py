@@ -3,13 +3,18 @@
     python benchmarks/learning.py [--seeds 3] [--jobs 2] [--threads 1] [--out reports/learning]
 
 Runs the ``objective`` grid (the default design, the thesis's objective on the default's
-encoders, the thesis's exact design with RNN encoders, and the direct predictor; same split and
-budget) in the ``cpu`` profile and in the ``quick`` profile through ``ablations/run.py`` — so it
-resumes when interrupted and writes the grids' reports under ``--out`` — then prints, beside the
-positional unigram and the direct predictor on the same split:
+encoders, the thesis's exact design with RNN encoders, the direct predictor and the autoregressive
+baseline; same split and budget) in the ``cpu`` profile and in the ``quick`` profile through
+``ablations/run.py`` — so it resumes when interrupted and writes the grids' reports under ``--out`` —
+then prints, beside the positional unigram, the direct predictor and the autoregressive baseline on
+the same split:
 
-- ``cpu``: best validation NLL per seed (goal ≤ 54.7, the one-minute MLP of the issue; stretch
-  ≤ 52) and test greedy onset accuracy (goal ≥ 0.26, stretch ≥ 0.30), wall time per run;
+- ``cpu``: best validation NLL per seed (goal ≤ 54.7, the one-minute MLP; stretch ≤ 52) and test
+  greedy onset accuracy (goal ≥ 0.26, stretch ≥ 0.30); the default design's test NLL per seed
+  against the anchor (≤ 29.8) and against the autoregressive baseline of the same seed and budget;
+  wall time per run (goal ≤ 20 min);
+- every arm's gain over the autoregressive baseline (its NLL − the arm's, paired by seed, 95 %
+  t-interval), in each profile;
 - ``quick``: validation NLL at least 2 nats under the positional unigram on every seed;
 - continuations of the test chorales (8 seed + 8 measures, latent sampling): repeat rate
   ≤ 0.10, distinct pitches per voice ≥ 7, note-length entropy ≥ 1.0 bit, dissonance 0.30–0.45;
@@ -29,12 +34,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablations.aggregate import nll_gains
+from ablations.grids import AUTOREGRESSIVE_ARM, DIRECT_ARM
 from common import publish  # benchmarks/ is the script's folder
 
 REPO = Path(__file__).resolve().parent.parent
 MLP_NLL, MLP_NLL_STRETCH = 54.7, 52.0
 ONSET_GOAL, ONSET_STRETCH = 0.26, 0.30
 QUICK_MARGIN = 2.0
+ANCHOR_NLL = 29.8  # test NLL in nats per target measure the default design must reach
+WALL_MINUTES = 20.0  # per run in the cpu profile (training + evaluation)
+ARM_WIDTH = len(AUTOREGRESSIVE_ARM)
 CONTINUATION_GOALS = {  # statistic: (low, high) of the latent-sampled continuations
     "repeat_rate": (None, 0.10),
     "distinct_pitches_per_voice": (7.0, None),
@@ -98,6 +108,43 @@ def within(value: float, low: float | None, high: float | None) -> bool:
     return (low is None or value >= low) and (high is None or value <= high)
 
 
+def gain_lines(grid_dir: Path, label: str) -> list[str]:
+    """Every arm's test-NLL gain over the autoregressive baseline, paired by seed (paired_autoregressive.csv)."""
+    path = grid_dir / "paired_autoregressive.csv"
+    gains = nll_gains(pd.read_csv(path)) if path.exists() and path.stat().st_size else {}
+    if not gains:
+        return [f"{label}: no finished {AUTOREGRESSIVE_ARM} runs paired with an arm yet"]
+    lines = [f"{label}: gain over the autoregressive baseline (its test NLL − the arm's, paired by seed, 95 % CI):"]
+    for arm, gain in gains.items():
+        lines.append(f"  {arm:{ARM_WIDTH}s} {gain['mean']:7.2f} [{gain['ci_low']:.2f}, {gain['ci_high']:.2f}] "
+                     f"nats ({int(gain['n'])} seeds)")
+    return lines
+
+
+def default_goal_lines(table: pd.DataFrame) -> list[str]:
+    """The default design's test NLL per seed against the anchor and against the autoregressive baseline
+    of the same seed (same budget), and its wall time per run, as met / NOT met lines."""
+    per_seed = table[table["arm"] == DEFAULT_ARM].set_index("seed")
+    nll = per_seed["test/nll"].dropna()
+    values = ", ".join(f"{v:.2f}" for v in nll)
+    lines = [f"goal: test NLL ≤ {ANCHOR_NLL} (the anchor) on every seed ({values}): "
+             f"{verdict(len(nll) > 0 and nll.max() <= ANCHOR_NLL)}"]
+    baseline = table[table["arm"] == AUTOREGRESSIVE_ARM].set_index("seed")["test/nll"].dropna()
+    pairs = pd.concat([nll, baseline], axis=1, keys=["model", "baseline"]).dropna()
+    if pairs.empty:
+        lines.append(f"goal: test NLL below the {AUTOREGRESSIVE_ARM} of the same seed and budget: "
+                     "no finished pair of runs yet")
+    else:
+        shown = ", ".join(f"seed {seed}: {row.model:.2f} vs {row.baseline:.2f}" for seed, row in pairs.iterrows())
+        lines.append(f"goal: test NLL below the {AUTOREGRESSIVE_ARM} of the same seed and budget on every seed "
+                     f"({shown}): {verdict(bool((pairs['model'] < pairs['baseline']).all()))}")
+    minutes = (per_seed["train_seconds"] + per_seed["eval_seconds"]).dropna() / 60
+    lines.append(f"goal: wall time per run ≤ {WALL_MINUTES:.0f} min (training + evaluation, 1 of 2 parallel jobs; "
+                 f"{', '.join(f'{m:.1f}' for m in minutes)} min): "
+                 f"{verdict(len(minutes) > 0 and minutes.max() <= WALL_MINUTES)}")
+    return lines
+
+
 def report(cpu_dir: Path, quick_dir: Path | None) -> list[str]:
     """The goal lines, every model number beside the baselines."""
     lines = []
@@ -105,15 +152,15 @@ def report(cpu_dir: Path, quick_dir: Path | None) -> list[str]:
     for metric in ("test/nll", "test/acc", "test/acc_onsets", "test/unigram_nll"):
         table = table.merge(test_metric(cpu_dir, metric), on=["arm", "seed"], how="left")
     status = pd.read_csv(cpu_dir / "status.csv")
-    table = table.merge(status[["arm", "seed", "train_seconds"]], on=["arm", "seed"], how="left")
+    table = table.merge(status[["arm", "seed", "train_seconds", "eval_seconds"]], on=["arm", "seed"], how="left")
     unigram_val = val_unigram(cpu_dir)
     unigram_test = float(table["test/unigram_nll"].dropna().iloc[0])
     lines.append(f"cpu profile (objective grid, {table['seed'].nunique()} seeds); NLL in nats per target measure")
-    lines.append(f"{'arm':18s} {'seed':>4s} {'val NLL':>8s} {'test NLL':>9s} {'test acc':>9s} {'onset acc':>10s} "
-                 f"{'train s':>8s}")
-    lines.append(f"{'positional unigram':18s} {'':>4s} {unigram_val:8.2f} {unigram_test:9.2f}")
+    lines.append(f"{'arm':{ARM_WIDTH}s} {'seed':>4s} {'val NLL':>8s} {'test NLL':>9s} {'test acc':>9s} "
+                 f"{'onset acc':>10s} {'train s':>8s}")
+    lines.append(f"{'positional unigram':{ARM_WIDTH}s} {'':>4s} {unigram_val:8.2f} {unigram_test:9.2f}")
     for row in table.sort_values(["arm", "seed"]).itertuples(index=False):
-        lines.append(f"{row.arm:18s} {row.seed:4d} {row.val_nll:8.2f} {getattr(row, '_3'):9.2f} "
+        lines.append(f"{row.arm:{ARM_WIDTH}s} {row.seed:4d} {row.val_nll:8.2f} {getattr(row, '_3'):9.2f} "
                      f"{getattr(row, '_4'):9.3f} {getattr(row, '_5'):10.3f} {row.train_seconds:8.0f}")
     default = table[table["arm"] == DEFAULT_ARM]
     if len(default):
@@ -123,8 +170,7 @@ def report(cpu_dir: Path, quick_dir: Path | None) -> list[str]:
         lines.append(f"goal: test onset accuracy ≥ {ONSET_GOAL} on every seed (worst {worst_onset:.3f}): "
                      f"{verdict(worst_onset >= ONSET_GOAL)}; stretch ≥ {ONSET_STRETCH}: "
                      f"{verdict(worst_onset >= ONSET_STRETCH)}")
-        lines.append(f"wall time per run (training, 1 of 2 parallel jobs): {default['train_seconds'].min():.0f}–"
-                     f"{default['train_seconds'].max():.0f} s")
+        lines += default_goal_lines(table)
         final = pd.read_csv(cpu_dir / "final.csv")
         rows = final[final["arm"] == DEFAULT_ARM]
         lines.append("continuations of the test chorales, latent sampling (mean over seeds; Bach in brackets):")
@@ -140,7 +186,9 @@ def report(cpu_dir: Path, quick_dir: Path | None) -> list[str]:
             lines.append(f"{arm}, same budget: val NLL {', '.join(f'{v:.2f}' for v in thesis['val_nll'])} "
                          f"(positional unigram {unigram_val:.2f}, default design "
                          f"{', '.join(f'{v:.2f}' for v in default['val_nll'])})")
+    lines += gain_lines(cpu_dir, "cpu profile")
     if quick_dir is not None:
+        lines += gain_lines(quick_dir, "quick profile")
         quick = best_val_nll(quick_dir)
         quick_unigram = val_unigram(quick_dir)
         for arm, rows in quick.groupby("arm"):
@@ -179,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             aggregate(grid_dir)  # tables of what has finished
     else:
         quick_dir = None if args.skip_quick else run_grid("quick", args, args.seeds)
-        cpu_dir = run_grid("cpu", args, args.seeds, [DEFAULT_ARM, THESIS_OBJECTIVE_ARM, "direct_predictor"])
+        cpu_dir = run_grid("cpu", args, args.seeds, [DEFAULT_ARM, THESIS_OBJECTIVE_ARM, DIRECT_ARM, AUTOREGRESSIVE_ARM])
         if args.thesis_design_seeds:
             run_grid("cpu", args, args.thesis_design_seeds, [THESIS_ARM])
     lines = report(cpu_dir, quick_dir)
