@@ -98,6 +98,10 @@ class ModelConfig:
     measure_decoder: str = "factorised"
     # Measure writer: embedding size of one voice's token, dropout of its LSTM, and the share of
     # its earlier-step inputs replaced by the unknown token in training (word dropout).
+    # What the writer has heard before a measure: "window", the whole window token by token (it
+    # runs on over the input measures, each with its own z and temporal state; rmvae.model.writing),
+    # or "measure", only the measure before (each measure starts from a zero state).
+    writer_context: str = "window"
     writer_embed: int = 16
     writer_dropout: float = 0.1
     writer_token_dropout: float = 0.0
@@ -131,6 +135,7 @@ class ModelConfig:
     def __post_init__(self):
         _check_choice("model.kind", self.kind, {"rmvae", "direct", "autoregressive"})
         _check_choice("model.measure_decoder", self.measure_decoder, {"factorised", "autoregressive"})
+        _check_choice("model.writer_context", self.writer_context, {"window", "measure"})
         if not 0 <= self.writer_token_dropout < 1 or not 0 <= self.writer_dropout < 1:
             raise ConfigError("model.writer_dropout and model.writer_token_dropout must be in [0, 1)")
         _check_choice("model.size", self.size, set(SIZES))
@@ -275,6 +280,10 @@ class Config:
             raise ConfigError("a model that writes tokens one at a time (model.kind=autoregressive or "
                               "model.measure_decoder=autoregressive) needs data.encoding=mono; set "
                               "model.measure_decoder=factorised and model.kind=rmvae for the poly encoding")
+        if (self.model.measure_decoder == "autoregressive" and self.model.writer_context == "window"
+                and self.data.offset != 1):
+            raise ConfigError("model.writer_context=window writes the measure right after the window; with "
+                              "data.offset=2 (the band player's) set model.writer_context=measure")
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples → lists, plain types only
@@ -303,6 +312,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "loss.subset_inputs": "subset",
     "loss.elbo_terms": "subsampled",
     "model.measure_decoder": "factorised",
+    "model.writer_context": "measure",
 }
 
 

@@ -25,6 +25,7 @@ from rmvae.data.sampling import step_seed
 from rmvae.encodings import encoding_named
 from rmvae.model.baseline import AutoregressiveBaseline
 from rmvae.model.rmvae import RMVAE, Decoded, RMVAEOutput, Teacher, draw_latents, pick_measures, reparameterise
+from rmvae.model.writer import WriterContext
 from rmvae.step_metrics import StepMetrics
 
 
@@ -50,6 +51,7 @@ class Window:
     input_logvar: Tensor
     target_mu: Tensor  # (B, V, Z): the target measure's experts
     target_logvar: Tensor
+    writer_context: WriterContext | None = None  # a window writer's pass, shared by the ELBO terms
 
     @property
     def batch_size(self) -> int:
@@ -125,6 +127,8 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         k = self.config.loss.recon_inputs_measures
         if not self.training or not self.config.loss.recon_inputs or k == 0 or k >= measures:
             return None
+        if self.model.writer is not None and self.config.model.writer_context == "window":
+            return None  # its pass over the window reconstructs every input measure anyway
         # torch's global RNG, reseeded every step (rmvae.data.sampling.step_seed).
         return torch.rand(batch_size, measures, device=device).argsort(dim=1)[:, :k]
 
@@ -210,7 +214,9 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         output = self.model.from_experts(window.input_mu, window.input_logvar, term_mask, window.target_mu,
                                          window.target_logvar, known, sample=self.training,
                                          reconstruct=cfg.recon_inputs and full, recon_measures=recon_measures,
-                                         teacher=window.teacher)
+                                         teacher=window.teacher, writer_context=window.writer_context)
+        if window.writer_context is None and self.config.model.writer_context == "window":
+            window.writer_context = output.target_context
         recon_target = self.reconstruction(output.prediction, window.target, window.target_mask)  # all voices
         # The target's KL is against the temporal model's prediction, in every term.
         kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
@@ -282,7 +288,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         if not known_target:
             return output
         z = reparameterise(output.prior_mu, output.prior_logvar) if self.training else output.prior_mu
-        prediction = self.model.decode(z, output.state, *self.model.target_teacher(window.teacher, window.input_mask))
+        prediction = self.model.decode(z, output.state, window.target, output.target_context)
         return dataclasses.replace(output, target_mu=output.prior_mu, target_logvar=output.prior_logvar,
                                    target_z=z, prediction=prediction)
 
@@ -332,7 +338,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         q_mu, q_logvar = output.target_mu, output.target_logvar  # (B, Z)
         z = draw_latents(q_mu, q_logvar, n_samples, generator)  # (K, B, Z)
         # the state (and a writer's teacher tokens) broadcast over the K draws
-        decoded = self.model.decode(z, output.state, *self.model.target_teacher(Teacher(inputs, target), input_mask))
+        decoded = self.model.decode(z, output.state, target, output.target_context)
         expand = lambda x: x.expand(n_samples, *x.shape).reshape(-1, *x.shape[1:])  # noqa: E731
         flat = Decoded(**{k: None if v is None else v.reshape(-1, *v.shape[2:]) for k, v in vars(decoded).items()})
         log_lik = -self.reconstruction(flat, expand(target), expand(target_mask)).reshape(n_samples, -1)  # (K, B)

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from rmvae import losses
-from rmvae.model.rmvae import RMVAEOutput, Teacher
+from rmvae.model.rmvae import RMVAEOutput
 
 
 class StepMetrics:
@@ -54,8 +54,7 @@ class StepMetrics:
         else:
             output = self.model(inputs, input_mask, target, known_mask, sample=False, reconstruct=False)
             if self.config.model.writes:  # greedy from the mean latent, the kept voices clamped
-                previous = self.model.previous_of_target(inputs, input_mask)
-                predicted = self.model.write(output.target_mu, output.state, previous, target, known_mask)
+                predicted = self.model.write(output.target_mu, output.state, output.target_context, target, known_mask)
             else:
                 predicted = self.model.decode_tokens(output.prediction)
         hits = self.encoding.step_hits(predicted[:, voice], batch["target"][:, voice])
@@ -68,8 +67,7 @@ class StepMetrics:
         if not self.model.has_latents or output.target_z is None or len(output.target_z) < 2:
             return {}
         z = torch.roll(output.target_z, 1, dims=0)
-        teacher = Teacher(batch["inputs"], batch["target"])
-        decoded = self.model.decode(z, output.state, *self.model.target_teacher(teacher, batch["input_mask"].bool()))
+        decoded = self.model.decode(z, output.state, batch["target"], output.target_context)
         nll = self.encoding.recon_loss(decoded, batch["target"], batch["target_mask"].bool())
         return {"recon_nll_shuffled_z": nll.mean()}
 

@@ -152,8 +152,7 @@ class Generator:
             if self.sampling.latent_temperature > 0 and self.model.has_latents:
                 z = draw_latents(output.target_mu, output.target_logvar, 1, self._generator,
                                  scale=self.sampling.latent_temperature)[0]
-            previous = self.model.previous_of_target(inputs, mask) if self.model.writer is not None else None
-            return self.model.write(z, output.state, previous, known_measure, known_mask, self.sampling.tokens,
+            return self.model.write(z, output.state, output.target_context, known_measure, known_mask, self.sampling.tokens,
                                     self._generator)[0].numpy()
         except ValueError as error:  # e.g. top-p with a factorised decoder
             if isinstance(error, TaskError):

@@ -112,7 +112,12 @@ def tiny_batch(batch: int = 3, measures: int = 8) -> dict:
             "target_mask": torch.ones(batch, 4, dtype=torch.bool)}
 
 
-@pytest.mark.parametrize("overrides", [{"model.measure_decoder": "autoregressive"}, {"model.kind": "autoregressive"}])
+WRITERS = [{"model.measure_decoder": "autoregressive"},
+           {"model.measure_decoder": "autoregressive", "model.writer_context": "measure"},
+           {"model.kind": "autoregressive"}]
+
+
+@pytest.mark.parametrize("overrides", WRITERS)
 def test_fill_keeps_the_known_voices_byte_identical(overrides):
     import numpy as np
 
@@ -139,20 +144,44 @@ def test_baseline_nll_is_the_target_tokens_chain_rule():
     assert torch.allclose(nll, module.predictive_nll(batch, 16, torch.Generator().manual_seed(5)))
 
 
-def test_rmvae_writer_is_causal_and_scores_the_given_target():
+@pytest.mark.parametrize("overrides", WRITERS[:2])
+def test_rmvae_writer_is_causal_and_scores_the_given_target(overrides):
     """The forward pass scores the target it is given (teacher forcing from the predicted mean),
     and no token's probability depends on itself or on what comes after it."""
-    module = tiny_module(**{"model.measure_decoder": "autoregressive"})
+    module = tiny_module(**overrides)
     batch = tiny_batch()
     output = module.model(batch["inputs"], batch["input_mask"], batch["target"], sample=False, reconstruct=False)
-    previous = module.model.previous_of_target(batch["inputs"], batch["input_mask"])
-    decoded = module.model.decode(output.prior_mu, output.state, batch["target"], previous)
+    decoded = module.model.decode(output.prior_mu, output.state, batch["target"], output.target_context)
     nll_given_z = module.reconstruction(decoded, batch["target"], batch["target_mask"])
     assert torch.allclose(nll_given_z, module.reconstruction(output.prediction, batch["target"], batch["target_mask"]))
     # the target's own tokens must not leak into their own prediction: changing the last token of
     # the last voice changes only that token's log-probability
     changed = batch["target"].clone()
     changed[:, 3, -1] = (changed[:, 3, -1] + 1) % 6
-    again = module.model.decode(output.prior_mu, output.state, changed, previous)
+    again = module.model.decode(output.prior_mu, output.state, changed, output.target_context)
     assert torch.allclose(decoded.pitch_logits[:, :, :-1], again.pitch_logits[:, :, :-1])
     assert torch.allclose(decoded.pitch_logits[:, :3, -1], again.pitch_logits[:, :3, -1])
+
+
+def test_window_writer_writes_the_target_where_one_pass_over_the_window_would():
+    """Handing the LSTM state on at the bar line is exact: the target's teacher-forced heads equal
+    those of one writer pass over the window's tokens and the target together."""
+    from einops import rearrange, repeat
+
+    from rmvae.model.writer import as_mono_decoded
+
+    module = tiny_module(**{"model.measure_decoder": "autoregressive"})
+    batch = tiny_batch()
+    model = module.model
+    output = model(batch["inputs"], batch["input_mask"], batch["target"], sample=False, reconstruct=False)
+    before = torch.cat([output.state.new_zeros(3, 1, output.state.shape[-1]),
+                        model.temporal_states(output.expert_mu, batch["input_mask"])[:, :-1]], dim=1)
+    cond = torch.cat([repeat(model.decoder_input(output.z, before), "b t d -> b (t s) d", s=STEPS_PER_MEASURE),
+                      repeat(model.decoder_input(output.prior_mu, output.state), "b d -> b s d", s=STEPS_PER_MEASURE)],
+                     dim=1)
+    window = torch.cat([batch["inputs"], batch["target"][:, None]], dim=1)
+    start = torch.full((3, STEPS_PER_MEASURE, 4), model.writer.unknown)
+    sequence = torch.cat([start, rearrange(window, "b t v s -> b (t s) v")], dim=1)
+    one_pass = as_mono_decoded(rearrange(model.writer(sequence, cond)[:, -STEPS_PER_MEASURE:], "b s v c -> b v s c"))
+    assert torch.allclose(output.prediction.pitch_logits, one_pass.pitch_logits, atol=1e-5)
+    assert torch.allclose(output.prediction.hold_logits, one_pass.hold_logits, atol=1e-5)

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from rmvae.config import STEPS_PER_MEASURE
 from rmvae.model.rmvae import RMVAE
-from rmvae.model.writer import TokenSampling
+from rmvae.model.writer import TokenSampling, WriterContext
 
 
 class _Predictor:
@@ -40,6 +40,9 @@ class _Predictor:
                              "are what a bar line updates); this one is the autoregressive baseline")
         if not model.encoding.monophonic:
             raise ValueError("the band player needs a model trained on the mono encoding")
+        if model.writer is not None and model.config.writer_context == "window":
+            raise ValueError("the band player caches each measure's experts; a writer that runs on over the whole "
+                             "window is not cached: train the band's checkpoint with --model.writer_context=measure")
         if n_measures < 1:
             raise ValueError(f"n_measures must be ≥ 1; got {n_measures}")
         self.model = model.eval()
@@ -72,13 +75,13 @@ class _Predictor:
         missing = self.n_measures - len(rows)
         return torch.stack([fill] * missing + list(rows)).unsqueeze(0)
 
-    def _previous(self) -> Tensor | None:
-        """The measure before the predicted one ``(1, V, S)`` for a measure writer: the last pushed
-        one when the model predicts the next measure, unknown (None) when it predicts further."""
+    def _previous(self) -> WriterContext | None:
+        """What a measure writer writes the predicted measure after: the last pushed measure
+        ``(1, V, S)`` when the model predicts the next one, unknown (None) when it predicts further."""
         if self.offset != 1 or self.last is None:
             return None
         tokens, mask = self.last
-        return torch.where(mask.unsqueeze(-1), tokens, self.model.writer.unknown).unsqueeze(0)
+        return WriterContext(torch.where(mask.unsqueeze(-1), tokens, self.model.writer.unknown).unsqueeze(0))
 
     @torch.inference_mode()
     def decode(self, z: Tensor | None, state: Tensor | None = None) -> np.ndarray:

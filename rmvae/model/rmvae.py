@@ -18,7 +18,8 @@ from rmvae.model.decoders import ConvVoiceDecoder, FCVoiceDecoder, VoiceDecoder
 from rmvae.model.encoders import ConvVoiceEncoder, FCVoiceEncoder, VoiceEncoder
 from rmvae.model.layers import run_lstm
 from rmvae.model.poe import product_of_experts, recurrent_posteriors
-from rmvae.model.writer import MeasureWriter, TokenSampling, as_mono_decoded
+from rmvae.model.writer import MeasureWriter, TokenSampling, WriterContext
+from rmvae.model.writing import WritingMixin
 
 
 @dataclass
@@ -51,6 +52,7 @@ class RMVAEOutput:
     recon: Decoded | None = None  # over (B, T, ...): each input measure from its own z_t (None if not asked)
     target_expert_mu: Tensor | None = None  # (B, V, Z) experts of the target measure, if it was given
     target_expert_logvar: Tensor | None = None
+    target_context: WriterContext | None = None  # what a measure writer writes the target after
 
 
 def pick_measures(x: Tensor, measures: Tensor) -> Tensor:
@@ -81,7 +83,7 @@ def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
-class RMVAE(nn.Module):
+class RMVAE(WritingMixin, nn.Module):
     """Recurrent Multimodal VAE over V voices (modalities) and T measures.
 
     Two designs share this class (``ModelConfig``): the thesis's (the temporal LSTM reads a
@@ -225,19 +227,19 @@ class RMVAE(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def decode(self, z: Tensor | None, state: Tensor | None = None, truth: Tensor | None = None,
-               previous: Tensor | None = None) -> Decoded:
+               context: WriterContext | None = None) -> Decoded:
         """Latents ``(..., Z)`` (and state ``(..., W)``) → every voice's logits, ``(..., V, S, ...)``.
 
-        A measure writer scores a given measure: ``truth`` and the measure before it,
-        ``previous`` (tokens ``(..., V, S)``, broadcast over the latents' leading dimensions;
-        None = unknown), teacher-forced; factorised decoders ignore both.
+        A measure writer scores a given measure ``truth`` (tokens ``(..., V, S)``) teacher-forced,
+        after ``context`` (the output's ``target_context``; None = nothing known before it), both
+        broadcast over the latents' leading dimensions; factorised decoders ignore both.
         """
         x = self.decoder_input(z, state)
         if self.writer is not None and truth is not None:
             lead = x.shape[:-1]
             truth = truth.expand(*lead, *truth.shape[-2:])
-            previous = self.unknown_like(truth) if previous is None else previous.expand(*lead, *previous.shape[-2:])
-        return self.decode_inputs(x, truth, previous)
+            context = WriterContext(self.unknown_like(truth)) if context is None else context.expand(lead)
+        return self.decode_inputs(x, truth, context)
 
     def write_first_measures(self, eps: Tensor, sampling: TokenSampling = TokenSampling(),
                              generator: torch.Generator | None = None) -> Tensor:
@@ -249,29 +251,16 @@ class RMVAE(nn.Module):
             eps = mu + torch.exp(0.5 * logvar) * eps
         return self.write(eps, state, sampling=sampling, generator=generator)
 
-    def unknown_like(self, tokens: Tensor) -> Tensor:
-        """Tokens nobody knows, shaped like ``tokens`` (the writer's unknown class)."""
-        return torch.full_like(tokens, self.writer.unknown)
-
-    def write_inputs(self, x: Tensor, truth: Tensor, previous: Tensor) -> Decoded:
-        """The writer's teacher-forced heads: decoder inputs ``(N, D)``, measures ``(N, V, S)`` and
-        the measures before them ``(N, V, S)`` → the mono heads ``(N, V, S, ·)``."""
-        sequence = rearrange(torch.cat([previous, truth], dim=-1), "n v s -> n s v")  # (N, 32, V)
-        cond = x.unsqueeze(1).expand(-1, STEPS_PER_MEASURE, -1)
-        log_probs = self.writer(sequence, cond)  # (N, S, V, C)
-        return as_mono_decoded(rearrange(log_probs, "n s v c -> n v s c"))
-
-    def decode_inputs(self, x: Tensor, truth: Tensor | None = None, previous: Tensor | None = None) -> Decoded:
-        """:meth:`decoder_input` ``(..., Z + W)`` → every voice's logits, ``(..., V, S, ...)``
-        (a writer also needs the measures it scores and those before them, ``(..., V, S)``)."""
+    def decode_inputs(self, x: Tensor, truth: Tensor | None = None, context: WriterContext | None = None) -> Decoded:
+        """:meth:`decoder_input` ``(..., Z + W)`` → every voice's logits, ``(..., V, S, ...)`` (a writer
+        also needs the measures it scores ``(..., V, S)`` and their context, one row per measure)."""
         lead = x.shape[:-1]
         flat = x.reshape(-1, x.shape[-1])
         if self.writer is not None:
-            if truth is None or previous is None:
+            if truth is None or context is None:
                 raise ValueError("an autoregressive measure decoder scores given measures (teacher forcing); "
                                  "use RMVAE.write to generate one")
-            decoded = self.write_inputs(flat, truth.reshape(-1, *truth.shape[-2:]),
-                                        previous.reshape(-1, *previous.shape[-2:]))
+            decoded = self.write_inputs(flat, truth.reshape(-1, *truth.shape[-2:]), context)
             return Decoded(**{k: None if v is None else v.reshape(*lead, *v.shape[1:]) for k, v in vars(decoded).items()})
         outputs = [decoder(flat) for decoder in self.decoders]
         first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
@@ -322,7 +311,7 @@ class RMVAE(nn.Module):
                      target_expert_logvar: Tensor | None = None, target_mask: Tensor | None = None,
                      sample: bool = True, reconstruct: bool = True,
                      recon_measures: Tensor | None = None, decode: bool = True,
-                     teacher: Teacher | None = None) -> RMVAEOutput:
+                     teacher: Teacher | None = None, writer_context: WriterContext | None = None) -> RMVAEOutput:
         """The part of :meth:`forward` after the encoders, so the sub-sampled ELBO can encode once
         and run several voice subsets (masks) through it.
 
@@ -334,17 +323,23 @@ class RMVAE(nn.Module):
             recon_measures: ``(B, k)`` indices of the input measures to reconstruct (None = all
                 T); ``recon`` then covers those k measures, in that order.
             decode: False = stop after the target's latent (``prediction`` is None).
-            teacher: the tokens a measure writer scores (needed to decode with one).
+            teacher: the tokens a measure writer reads and scores (needed to decode with one).
+            writer_context: the target's context from another term of the same window, reused
+                (``model.writer_context="window"``: the pass over the window's tokens is shared).
         """
         batch, measures, _ = input_mask.shape
         input_prior_mu = input_prior_logvar = post_mu = post_logvar = z = None
         if self.config.temporal_input == "experts":
             states = self.temporal_states(mu, input_mask)  # (B, T, W), deterministic
             before = states_before(states)
+        writes = self.writer is not None and teacher is not None
+        truth = None if teacher is None else teacher.target
         if not self.has_latents:
             state = states[:, -1]
-            prediction = self.decode(None, state, *self.target_teacher(teacher, input_mask)) if decode else None
-            return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction)
+            context = self.target_context(teacher.inputs, input_mask, None, before, writer_context)[0] if writes else None
+            prediction = self.decode(None, state, truth, context) if decode else None
+            return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
+                               target_context=context)
         if self.config.latent_prior == "temporal":
             input_prior_mu, input_prior_logvar = self.prior(before)  # (B, T, Z)
             post_mu, post_logvar = product_of_experts(mu, logvar, input_mask, prior_mu=input_prior_mu,
@@ -365,95 +360,40 @@ class RMVAE(nn.Module):
             target_mu, target_logvar = prior_mu, prior_logvar
         target_z = reparameterise(target_mu, target_logvar) if sample else target_mu  # (B, Z)
 
-        recon = prediction = None
-        if reconstruct:  # one decoder call per voice for the input measures and the target together
+        context = window_recon = recon = prediction = None
+        if writes:
+            context, window_recon = self.target_context(teacher.inputs, input_mask, z, before, writer_context)
+        if reconstruct and window_recon is not None:  # a window writer has reconstructed every input measure
+            recon = window_recon if recon_measures is None else Decoded(
+                **{k: None if v is None else pick_measures(v, recon_measures) for k, v in vars(window_recon).items()})
+            prediction = self.decode(target_z, state, truth, context) if decode else None
+        elif reconstruct:  # one decoder call per voice for the input measures and the target together
             z_recon = z if recon_measures is None else pick_measures(z, recon_measures)  # (B, T or k, Z)
             n_recon = z_recon.shape[1]
             recon_input = self.decoder_input(z_recon, None if not self.config.decoder_context else (
                 before if recon_measures is None else pick_measures(before, recon_measures)))
             target_input = self.decoder_input(target_z, state)
-            truth, previous = self.reconstruction_teacher(teacher, input_mask, recon_measures)
+            measures_truth = measures_context = None
+            if writes:
+                measures_truth, measures_context = self.measure_contexts(teacher.inputs, input_mask, recon_measures,
+                                                                         context)
+                measures_truth = torch.cat([measures_truth, truth])
             decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]),
-                                         truth, previous)
+                                         measures_truth, measures_context)
             n_inputs = batch * n_recon
             recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, n_recon, *value.shape[1:])
                                for name, value in vars(decoded).items()})
             prediction = Decoded(**{name: None if value is None else value[n_inputs:]
                                     for name, value in vars(decoded).items()})
         elif decode:
-            prediction = self.decode(target_z, state, *self.target_teacher(teacher, input_mask))
+            prediction = self.decode(target_z, state, truth, context)
         return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
                            post_mu=post_mu, post_logvar=post_logvar, z=z,
                            input_prior_mu=input_prior_mu, input_prior_logvar=input_prior_logvar,
                            prior_mu=prior_mu, prior_logvar=prior_logvar, target_mu=target_mu,
                            target_logvar=target_logvar, target_z=target_z, recon=recon,
-                           target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar)
-
-    # --- the measure writer's teacher tokens -------------------------------------------------
-
-    def previous_measures(self, inputs: Tensor, mask: Tensor) -> Tensor:
-        """The measure before each input measure ``(B, T, V, S)``, unknown where its voice is hidden."""
-        unknown = self.unknown_like(inputs)
-        visible = torch.where(mask.bool().unsqueeze(-1), inputs, unknown)
-        return torch.cat([unknown[:, :1], visible[:, :-1]], dim=1)
-
-    def previous_of_target(self, inputs: Tensor, mask: Tensor) -> Tensor:
-        """The measure before the target ``(B, V, S)``: the last input measure's visible voices when
-        the target follows it, else unknown (the band's target comes two measures later)."""
-        last = inputs[:, -1]
-        if self.target_offset != 1:
-            return self.unknown_like(last)
-        return torch.where(mask[:, -1].bool().unsqueeze(-1), last, self.unknown_like(last))
-
-    def target_teacher(self, teacher: Teacher | None, mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
-        """(target, the measure before it) for a writer; (None, None) when there is none to score."""
-        if self.writer is None or teacher is None or teacher.target is None:
-            return None, None
-        return teacher.target, self.previous_of_target(teacher.inputs, mask)
-
-    def reconstruction_teacher(self, teacher: Teacher | None, mask: Tensor,
-                               recon_measures: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
-        """The measures a reconstruction pass scores, ``((B·k + B), V, S)``: the chosen input measures
-        then the target, and the measures before each."""
-        if self.writer is None:
-            return None, None
-        if teacher is None or teacher.target is None:
-            raise ValueError("an autoregressive measure decoder reconstructs given measures: pass teacher=Teacher(...)")
-        earlier = self.previous_measures(teacher.inputs, mask)
-        truth = teacher.inputs
-        if recon_measures is not None:
-            truth, earlier = pick_measures(truth, recon_measures), pick_measures(earlier, recon_measures)
-        target, before_target = self.target_teacher(teacher, mask)
-        return (torch.cat([rearrange(truth, "b t v s -> (b t) v s"), target]),
-                torch.cat([rearrange(earlier, "b t v s -> (b t) v s"), before_target]))
-
-    @torch.no_grad()
-    def write(self, z: Tensor | None, state: Tensor | None, previous: Tensor | None = None,
-              known: Tensor | None = None, known_mask: Tensor | None = None,
-              sampling: TokenSampling = TokenSampling(), generator: torch.Generator | None = None) -> Tensor:
-        """Generate measures ``(N, V, S)`` from latents ``(N, Z)`` and states ``(N, W)``.
-
-        A writer draws token by token after ``previous`` (the measure before, ``(N, V, S)``; None =
-        unknown), with ``known (N, V, S)`` voices where ``known_mask (N, V)`` clamped and heard by
-        the others; factorised decoders draw every token at once and then copy the known voices in.
-        """
-        if self.writer is None:
-            if sampling.top_p is not None:
-                raise ValueError("top-p (nucleus) sampling needs an autoregressive measure decoder; "
-                                 "this checkpoint's decoder is factorised: use --top-k")
-            tokens = self.decode_tokens(self.decode(z, state), sampling.temperature, sampling.top_k, generator)
-        else:
-            x = self.decoder_input(z, state)
-            shape = (len(x), self.n_voices, STEPS_PER_MEASURE)
-            if previous is None:
-                previous = torch.full(shape, self.writer.unknown, dtype=torch.long, device=x.device)
-            cond = x.unsqueeze(1).expand(-1, STEPS_PER_MEASURE, -1)
-            clamp = None if known is None else rearrange(known, "n v s -> n s v")
-            tokens = rearrange(self.writer.sample(rearrange(previous, "n v s -> n s v"), cond, STEPS_PER_MEASURE,
-                                                  sampling, clamp, known_mask, generator), "n s v -> n v s")
-        if known is not None and known_mask is not None:
-            tokens = torch.where(known_mask.bool().unsqueeze(-1), known.to(tokens), tokens)
-        return tokens
+                           target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar,
+                           target_context=context)
 
     @torch.no_grad()
     def predictive_marginal(self, mu: Tensor, logvar: Tensor, state: Tensor, n_samples: int,

@@ -59,6 +59,29 @@ class TokenSampling:
         return torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1).to(logits.device)
 
 
+@dataclass
+class WriterContext:
+    """What a writer needs before the measure it writes: the measure before it ``(N, V, S)``
+    (unknown tokens where nobody knows them) and, when the writer runs on from the window
+    (``model.writer_context="window"``), its LSTM state ``(h, c)``, each ``(layers, N, H)``, after
+    the window's last step; None starts the measure from a zero state."""
+
+    previous: Tensor
+    lstm: tuple[Tensor, Tensor] | None = None
+
+    def expand(self, lead: tuple[int, ...]) -> "WriterContext":
+        """The context of each of ``lead`` = ``(…, N)`` measures, flattened to ``prod(lead)`` rows in
+        row-major order (latent draws broadcast over the same N windows)."""
+        rows = int(torch.Size(lead).numel())
+        previous = self.previous.expand(*lead, *self.previous.shape[-2:]).reshape(rows, *self.previous.shape[-2:])
+        if self.lstm is None:
+            return WriterContext(previous)
+        layers, n, width = self.lstm[0].shape
+        lstm = tuple(part.unsqueeze(1).expand(layers, rows // n, n, width).reshape(layers, rows, width)
+                     for part in self.lstm)
+        return WriterContext(previous, lstm)
+
+
 def as_mono_decoded(log_probs: Tensor) -> Decoded:
     """Log-probabilities over the C mono classes ``(..., C)`` → the mono heads' parametrisation.
 
@@ -163,33 +186,39 @@ class MeasureWriter(nn.Module):
                 (unknown tokens allowed in the context only).
             cond: ``(N, L, D)`` conditioning per written step (or None when ``cond_size`` is 0).
         """
+        return self.run(sequence, cond)[0]
+
+    def run(self, sequence: Tensor, cond: Tensor | None = None,
+            state: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+        """:meth:`forward` from the LSTM state ``state`` (None = zeros), also returning the state
+        after the last step (where a measure written next starts)."""
         length = sequence.shape[1] - STEPS_PER_MEASURE
-        hidden, _ = self.lstm(self._step_inputs(sequence, cond, 0, length))
+        hidden, final = self.lstm(self._step_inputs(sequence, cond, 0, length), state)
         hidden = self.dropout(hidden)  # (N, L, H)
         written = sequence[:, STEPS_PER_MEASURE:]  # (N, L, V)
         logits = torch.stack([self._head(v, hidden, written) for v in range(self.n_voices)], dim=2)
-        return torch.log_softmax(logits.float(), dim=-1)
+        return torch.log_softmax(logits.float(), dim=-1), final
 
     # --- generation ---------------------------------------------------------------------------
 
     @torch.no_grad()
     def sample(self, sequence: Tensor, cond: Tensor | None, n_new: int, sampling: TokenSampling = TokenSampling(),
                known: Tensor | None = None, known_mask: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, state: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Write ``n_new`` steps after ``sequence (N, 16 + L0, V)`` (context, then L0 given steps).
 
         Args:
             cond: ``(N, L0 + n_new, D)``, the conditioning of the given and the new steps.
             known: ``(N, n_new, V)`` tokens of the known voices; ``known_mask (N, V)`` which
                 voices are known there: they are clamped (never sampled) and condition the rest.
+            state: the LSTM state before the first given step (None = zeros).
         Returns:
             tokens ``(N, n_new, V)``. A hold right after a rest or an unknown token (nothing
             sounds to be held) is never drawn.
         """
         given = sequence.shape[1] - STEPS_PER_MEASURE
-        state = None
         if given:  # teacher-force the given steps in one call
-            _, state = self.lstm(self._step_inputs(sequence, cond, 0, given))
+            _, state = self.lstm(self._step_inputs(sequence, cond, 0, given), state)
         tokens = torch.cat([sequence, sequence.new_full((len(sequence), n_new, self.n_voices), self.unknown)], dim=1)
         for step in range(given, given + n_new):
             hidden, state = self._lstm_step(self._step_inputs(tokens, cond, step, 1)[:, 0], state)  # (N, H)
