@@ -68,6 +68,7 @@ THESIS_DESIGN: dict[str, Any] = {
     "model.skip_last_measure": False,
     "model.latent_prior": "standard",
     "model.decoder_context": False,
+    "model.measure_decoder": "factorised",  # per-voice decoders, every token independent
     "loss.target_posterior": False,
     "loss.subset_inputs": "subset",
     "loss.elbo_terms": "subsampled",
