@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-STEPS_PER_MEASURE = 16  # sixteenth notes in one 4/4 measure (SPEC §1)
+STEPS_PER_MEASURE = 16  # sixteenth notes in one 4/4 measure (docs/design.md §1.2)
 VOICE_NAMES = ("soprano", "alto", "tenor", "bass")
 
 
@@ -22,7 +22,7 @@ class ConfigError(ValueError):
     """A configuration value or key is invalid; the message says which and what is allowed."""
 
 
-# Size presets follow the thesis's RNN configurations (SPEC §2, table). Widths are
+# Size presets follow the thesis's RNN configurations (docs/design.md §2.7). Widths are
 # multiplied by ModelConfig.width_scale so the quick profile can shrink them together.
 # ``writer_width``: the hidden size of the measure writer (the autoregressive decoder) and of
 # the autoregressive baseline, which stacks ``BASELINE_WRITER_LAYERS`` of them over the window.
@@ -84,7 +84,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the RMVAE (SPEC §2)."""
+    """Architecture of the RMVAE (docs/design.md §2)."""
 
     # "rmvae": the latent-variable model; "direct": the same encoders, temporal LSTM and
     # decoders with no latent at all (the decoder reads the temporal state), trained on the
@@ -127,7 +127,7 @@ class ModelConfig:
     # holds that measure's expert means side by side: a skip around the LSTM, so the notes at the
     # bar line reach the prediction without passing two LSTM layers. Off by default: in the cpu
     # profile it raised onset accuracy (+0.02–0.04) but overfit sooner, cost ≈1 nat of NLL and made
-    # continuations loop more (README, "The objective"); the thesis has no skip either.
+    # continuations loop more (docs/experiments.md, "Onset accuracy"); the thesis has no skip either.
     skip_last_measure: bool = False
     rpoe: bool = True  # posterior of measure t is an expert at t+1 (latent_prior="standard" only)
     rpoe_readd_prior: bool = False  # reproduce the original: N(0, I) re-added at every measure
@@ -179,7 +179,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Training objective (SPEC §3): sub-sampled ELBO, KL annealing, music losses."""
+    """Training objective (docs/design.md §3): sub-sampled ELBO, KL annealing, music losses."""
 
     n_subsets: int = 2  # k random voice subsets in the sub-sampled ELBO
     recon_inputs: bool = True  # also reconstruct every input measure from its own z_t
@@ -216,7 +216,7 @@ class LossConfig:
     harmony: bool = True
     # Semitone, tone, tritone. 0.3 each (≈ 9 % of the ELBO's gradient): the weight at which the
     # `cpu` harmony_weight grid measured an effect on continuations at no detectable NLL cost;
-    # the thesis's 0.01 (≈ 0.3 %) changes nothing measurable (README, "Music-loss weights").
+    # the thesis's 0.01 (≈ 0.3 %) changes nothing measurable (docs/results.md, "Music-loss weights").
     harmony_weights: tuple[float, float, float] = (0.3, 0.3, 0.3)
 
     def __post_init__(self):
@@ -244,7 +244,7 @@ class TrainConfig:
     max_steps: int = -1  # > 0 overrides max_epochs
     # 3e-3: in the cpu profile the default design reaches at step ≈ 600 the validation NLL that
     # 1e-3 (the thesis's) reaches at its last step, 1484, and ends ≈ 1 nat lower; 5e-3 is no
-    # faster (README, "The objective").
+    # faster (docs/experiments.md, "Learning rate and augmentation").
     lr: float = 3e-3
     lr_decay: float = 0.98  # ExponentialLR gamma, per epoch
     grad_clip: float = 1.0

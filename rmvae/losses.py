@@ -1,4 +1,4 @@
-"""Loss terms of the objective (SPEC §3), as pure functions.
+"""Loss terms of the objective (docs/design.md §3), as pure functions.
 
 Every loss returns one value per sample, shape ``(B,)``, summed over steps, voices, classes
 and latent dimensions; the caller averages over the batch, so weights compare across sizes.
@@ -24,7 +24,7 @@ def _per_sample(x: Tensor) -> Tensor:
 
 
 def mono_recon(pitch_logits: Tensor, hold_logits: Tensor, tokens: Tensor, voice_mask: Tensor) -> Tensor:
-    """Reconstruction NLL of monophonic tokens (SPEC §1, the thesis's split heads).
+    """Reconstruction NLL of monophonic tokens (docs/design.md §1.5, the thesis's split heads).
 
     BCE of the note_continue logit against "the truth is a hold" at every step, plus the
     cross-entropy of pitches+rest at steps whose truth is not a hold (a new pitch or a rest).
@@ -127,7 +127,7 @@ def free_bits_excess(kl_per_dim: Tensor, free_bits: float) -> Tensor:
 
 
 def kl_weight(step: int, total_steps: int, start: float = 0.01, end: float = 0.4) -> float:
-    """β of KL annealing (SPEC §3, thesis defaults): 0 before ``start``·total, linear to 1 at ``end``·total, then 1."""
+    """β of KL annealing (docs/design.md §3.3, thesis defaults): 0 before ``start``·total, linear to 1 at ``end``·total, then 1."""
     if total_steps <= 0:
         raise ValueError(f"total_steps must be > 0; got {total_steps}")
     if not 0 <= start <= end:
@@ -140,7 +140,7 @@ def kl_weight(step: int, total_steps: int, start: float = 0.01, end: float = 0.4
     return (progress - start) / (end - start)
 
 
-# --- music-theory losses (SPEC §3) ----------------------------------------------------------
+# --- music-theory losses (docs/design.md §3.5)-------------------------------------------------------
 
 
 def sounding_distribution(pitch_logits: Tensor, hold_logits: Tensor) -> Tensor:

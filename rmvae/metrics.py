@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC §4): token accuracy with its trivial baselines, and musical statistics.
+"""Evaluation metrics (docs/design.md §4): token accuracy with its trivial baselines, and musical statistics.
 
 Pure functions on numpy arrays (torch tensors are accepted where noted); one function per
 metric, each docstring gives the definition and its edge cases, in the style of
@@ -66,7 +66,7 @@ def _sounding_class(tokens: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
 
 
 def token_accuracy(pred, truth, pitch_range: PitchRange, mask=None) -> dict[str, float]:
-    """Accuracy of decoded monophonic tokens against the truth (SPEC §4).
+    """Accuracy of decoded monophonic tokens against the truth (docs/design.md §4.2).
 
     Args:
         pred, truth: int tokens ``(..., V, S)``, numpy or torch (e.g. ``(B, V, S)`` for one
@@ -108,7 +108,7 @@ def always_hold_baseline(truth, pitch_range: PitchRange, mask=None) -> dict[str,
 
     A hold where the truth is a rest or an onset counts wrong, so ``onsets`` and ``pitches``
     are 0 (a hold at step 0 sounds nothing). ``all`` is the share of holds in the truth (about
-    0.72 on the chorales, SPEC §1).
+    0.72 on the chorales, docs/design.md §1.5).
     """
     truth = _numpy(truth)
     return token_accuracy(np.full(truth.shape, pitch_range.hold), truth, pitch_range, mask)

@@ -1,12 +1,12 @@
-"""The LightningModule: sub-sampled ELBO of the RMVAE, its metrics and its optimiser (SPEC §3–4).
+"""The LightningModule: sub-sampled ELBO of the RMVAE, its metrics and its optimiser (docs/design.md §3–4).
 
 One ``model_step`` serves train, validation and test. The window and the target measure are
 encoded once; every ELBO term (the full set of voices, each voice alone, ``k`` random subsets)
 then reruns only the (R)PoE, the temporal model and the decoders under its own voice mask
 (MVAE, Wu & Goodman 2018, sub-sampled training). In a subset term the subset's voices are also
-*known* in the target measure, so the model learns to fill and harmonize from them (SPEC §2.5);
+*known* in the target measure, so the model learns to fill and harmonize from them (docs/design.md §2.5);
 the full-set term predicts the target from the past alone, which is the completion task and the
-one whose reconstruction NLL (``val/recon_nll``) selects checkpoints and compares arms.
+one whose importance-weighted NLL (``val/nll``, docs/design.md §3.4) selects checkpoints and compares arms.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from rmvae.config import ConfigError
 
-# Training budgets, shared by `rmvae train --profile` and the ablation grids (SPEC §7).
+# Training budgets, shared by `rmvae train --profile` and the ablation grids (docs/design.md §7.4).
 # `quick` must finish the harmony grid (2 arms and the direct baseline × 3 seeds) in under
 # 10 minutes on 2 CPU cores including evaluation, and select checkpoints on the whole
 # validation split. `cpu` is the budget that reaches a verdict on 2 CPU cores (about 10
@@ -17,7 +17,7 @@ from rmvae.config import ConfigError
 # epoch of the medium model ≈20 s on an H100, so ≈15 min per run).
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
-        "model.size": "small",  # SPEC §7: small in the quick profile
+        "model.size": "small",  # docs/design.md §7.1: small in the quick profile
         "data.max_pieces": 80,  # training pieces; val/test stay whole
         "data.batch_size": 64,
         "data.seed": 0,
@@ -32,7 +32,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         # small: 10–11 min a run (1 thread, two at once); at the default lr 3e-3 its validation NLL
         # levels off after ≈ 950 steps. The medium model learns faster per step but overfits
-        # before the budget ends at 1.7× the cost (README, "The objective").
+        # before the budget ends at 1.7× the cost (docs/experiments.md, "The objective").
         "model.size": "small",
         "data.batch_size": 64,
         "data.seed": 0,
@@ -61,7 +61,7 @@ def profile_overrides(name: str) -> dict[str, Any]:
 
 # The thesis's design as overrides of the defaults above: RNN encoders, the temporal LSTM over
 # sampled PoE/RPoE latents, N(0, I) priors, z-only decoders, the target drawn from the
-# prediction. The `objective` grid keeps it reproducible as one arm (README, "The objective").
+# prediction. The `objective` grid keeps it reproducible as one arm (docs/design.md §2.8).
 THESIS_DESIGN: dict[str, Any] = {
     "model.encoder": "rnn",
     "model.temporal_input": "latents",
@@ -73,5 +73,5 @@ THESIS_DESIGN: dict[str, Any] = {
     "loss.subset_inputs": "subset",
     "loss.elbo_terms": "subsampled",
     "loss.harmony_weights": (0.01, 0.01, 0.01),  # the thesis's weight, a ≈ 0.3 % gradient share here
-    "train.lr": 1e-3,  # the thesis's (SPEC §3); a grid's arms share the grid's learning rate instead
+    "train.lr": 1e-3,  # the thesis's (docs/design.md §3.7); a grid's arms share the grid's learning rate instead
 }

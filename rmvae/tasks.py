@@ -1,4 +1,4 @@
-"""Music from a trained model: complete, fill, harmonize, redo, noise, inpaint, interpolate (SPEC §5).
+"""Music from a trained model: complete, fill, harmonize, redo, noise, inpaint, interpolate (docs/design.md §5).
 
 Every task works on a piece of *measures* — tokens ``(T, V, S)`` (mono) or activation/duration
 arrays ``(T, V, S, P, 2)`` (poly) — and a presence mask ``(T, V)`` saying which voice-measures

@@ -1,4 +1,4 @@
-"""The monophonic token encoding (SPEC §1): one class per voice and step, ``0..P-1`` a new note,
+"""The monophonic token encoding (docs/design.md §1.5): one class per voice and step, ``0..P-1`` a new note,
 ``P`` a rest, ``P + 1`` note_continue; heads ``to_pitch`` (pitches + rest, softmax) and
 ``to_hold`` (note_continue, sigmoid), the thesis's fix for the silent-output collapse."""
 from __future__ import annotations
@@ -57,7 +57,7 @@ class MonoEncoding(Encoding):
     def decode_tokens(self, decoded: Decoded, temperature: float = 0.0, top_k: int | None = None,
                       generator: torch.Generator | None = None) -> Tensor:
         """Greedy (``temperature == 0``): note_continue where sigmoid(hold) ≥ 0.5, else the
-        argmax of pitches+rest (SPEC §1). With ``temperature > 0`` the hold is a Bernoulli sample
+        argmax of pitches+rest (docs/design.md §1.5). With ``temperature > 0`` the hold is a Bernoulli sample
         of sigmoid(hold_logit / temperature) and the pitch a sample of softmax(logits / temperature)
         over the ``top_k`` most likely classes. A hold right after a rest is a rest. Returns
         tokens ``(..., V, S)`` int64. A hold at step 0 continues the previous measure's last note.

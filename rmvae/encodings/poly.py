@@ -1,4 +1,4 @@
-"""The polyphonic encoding (SPEC §1): per voice, step and pitch an activation (1 at an onset) and
+"""The polyphonic encoding (docs/design.md §1.6): per voice, step and pitch an activation (1 at an onset) and
 a duration in sixteenths; heads ``to_activation`` (sigmoid) and ``to_duration`` (ReLU)."""
 from __future__ import annotations
 

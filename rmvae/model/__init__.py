@@ -1,4 +1,4 @@
-"""The RMVAE network (SPEC §2). Plain PyTorch: nothing here imports Lightning.
+"""The RMVAE network (docs/design.md §2). Plain PyTorch: nothing here imports Lightning.
 
 Shape legend (one canonical order everywhere):
 

@@ -1,5 +1,5 @@
 """Per-voice measure decoders: a latent ``(N, Z)`` (and the temporal state, when the model's
-decoders read it) → one voice's measure as logits (SPEC §2.6).
+decoders read it) → one voice's measure as logits (docs/design.md §2.6).
 
 Both decoders mirror their encoders and end in the heads of the encoding (built and applied by
 :class:`rmvae.encodings.Encoding`):

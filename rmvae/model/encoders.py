@@ -1,4 +1,4 @@
-"""Per-voice measure encoders: one measure of one voice ``(N, S, F)`` → a Gaussian expert (SPEC §2.1).
+"""Per-voice measure encoders: one measure of one voice ``(N, S, F)`` → a Gaussian expert (docs/design.md §2.1).
 
 ``N`` is every measure of the batch folded together (B·T). One encoder exists per voice;
 the RMVAE keeps them in an ``nn.ModuleList``. Their layers live in :mod:`rmvae.model.layers`.

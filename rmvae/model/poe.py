@@ -1,4 +1,4 @@
-"""Product of Gaussian experts, per measure and recurrent over measures (SPEC §2.2-2.3).
+"""Product of Gaussian experts, per measure and recurrent over measures (docs/design.md §2.2–2.3).
 
 A Gaussian expert is ``(mu, logvar)``. The product of experts N(μ_i, σ_i²) is Gaussian with
 precision T = Σ_i 1/σ_i² and mean μ = (Σ_i μ_i/σ_i²) / T (Wu & Goodman 2018, "Multimodal

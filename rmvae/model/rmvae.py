@@ -1,4 +1,4 @@
-"""The Recurrent Multimodal VAE: per-voice experts, (recurrent) PoE, temporal LSTM, per-voice decoders (SPEC §2).
+"""The Recurrent Multimodal VAE: per-voice experts, (recurrent) PoE, temporal LSTM, per-voice decoders (docs/design.md §2).
 
 Callers pass tokens ``(B, T, V, S)`` (mono) or arrays ``(B, T, V, S, P, 2)`` (poly); the
 model makes the features itself (:meth:`RMVAE.features`). Shapes follow the legend in
