@@ -43,6 +43,7 @@ BASELINE: dict[str, Any] = {
     "model.latent_prior": "temporal",
     "model.decoder_context": True,
     "model.skip_last_measure": False,
+    "model.measure_decoder": "factorised",
     "loss.target_posterior": True,
     "loss.subset_inputs": "subset",
     "data.transpose": True,

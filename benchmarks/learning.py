@@ -1,4 +1,4 @@
-"""Does the model learn? Train, evaluate, and print the goals of the issue "The model learns".
+"""Does the model learn? Train, evaluate, and print the goals of "The model learns".
 
     python benchmarks/learning.py [--seeds 3] [--jobs 2] [--threads 1] [--out reports/learning]
 

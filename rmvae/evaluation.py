@@ -108,14 +108,20 @@ def load_baseline(path: str | Path, kind: str) -> RMVAEModule:
     return baseline
 
 
+def check_same_data(module: RMVAEModule, baseline: RMVAEModule) -> None:
+    """Refuse a baseline trained on other data: its windows and targets would not be the module's."""
+    kind = baseline.config.model.kind
+    if baseline.config.data != module.config.data or baseline.pitch_range != module.pitch_range:
+        raise UserError(f"the {kind} baseline was trained on other data (config.data or pitch range differ); "
+                        f"train it with the same data settings: `rmvae train --model.kind={kind} ...`")
+
+
 def trained_baseline_scores(module: RMVAEModule, baseline: RMVAEModule, datamodule: ChoraleDataModule,
                             split: str, model_nll: np.ndarray) -> dict[str, float]:
     """``<kind>_nll``, ``_acc``, ``_acc_onsets`` of a trained baseline on the module's own windows, and
     ``gain_vs_<kind>``: the paired per-window gain; a baseline trained on other data is refused."""
     kind = baseline.config.model.kind
-    if baseline.config.data != module.config.data or baseline.pitch_range != module.pitch_range:
-        raise UserError(f"the {kind} baseline was trained on other data (config.data or pitch range differ); "
-                        f"train it with the same data settings: `rmvae train --model.kind={kind} ...`")
+    check_same_data(module, baseline)
     scores = teacher_forced(baseline, datamodule, split)
     results = {f"{split}/{kind}_{key}": scores[f"{split}/{key}"] for key in ("nll", "acc", "acc_onsets")}
     results.update(_gain(f"{split}/gain_vs_{kind}", window_nlls(baseline, datamodule.datasets[split]), model_nll))
@@ -268,6 +274,8 @@ def evaluate_checkpoint(checkpoint: str | Path, split: str = "test", seed: int =
     module = load_checkpoint(checkpoint)
     baselines = {kind: load_baseline(path, kind) for kind, path in
                  (("direct", direct_checkpoint), ("autoregressive", autoregressive_checkpoint)) if path is not None}
+    for baseline in baselines.values():
+        check_same_data(module, baseline)
     datamodule = test_datamodule(module, cache_dir)
     results = teacher_forced(module, datamodule, split)
     results.update(baseline_comparison(module, datamodule, split, **baselines))

@@ -559,7 +559,9 @@ def test_real_tiny_grid_end_to_end(real_grid):
     # the positional unigram is the same table for every run of the grid (same split and targets)
     assert final[final["metric"] == "test/unigram_nll"]["value"].nunique() == 1
     summary = pd.read_csv(real_grid / "summary.csv")
-    assert set(summary["arm"]) == set(arms) and (summary["n"] == 2).all()
+    # every value both seeds have; a statistic of no notes is NaN in every seed (n = 0: a 6-step
+    # autoregressive baseline may continue greedily with holds and rests only)
+    assert set(summary["arm"]) == set(arms) and (summary.loc[summary["n"] > 0, "n"] == 2).all()
     paired = pd.read_csv(real_grid / "paired.csv")
     assert set(paired["arm"]) == {"harmony_off", *TRAINED_BASELINES} and (paired["n"] == 2).all()
     for baseline, table in ((DIRECT_ARM, "paired_direct"), (AUTOREGRESSIVE_ARM, "paired_autoregressive")):
