@@ -311,8 +311,8 @@ def test_grid_runs_once_and_second_call_trains_nothing(tmp_path, train_log):
     assert mtimes == {p: p.stat().st_mtime_ns for p in (grid_dir / "runs").rglob("DONE")}
     status = pd.read_csv(grid_dir / "status.csv")
     assert (status["status"] == "done").all() and status["wandb_run_id"].str.startswith("wb-").all()
-    assert sorted(status["arm"].value_counts().items()) == [(AUTOREGRESSIVE_ARM, 3), (DIRECT_ARM, 3), ("harmony_off", 3),
-                                                            ("harmony_on", 3)]
+    assert sorted(status["arm"].value_counts().items()) == \
+        [(AUTOREGRESSIVE_ARM, 3), (DIRECT_ARM, 3), ("harmony_off", 3), ("harmony_on", 3)]
 
 
 def test_failed_run_is_recorded_and_grid_goes_on(tmp_path, train_log, monkeypatch):
@@ -665,4 +665,5 @@ def test_dose_response_grids_compare_each_weight_with_weight_zero():
     assert [next(r.config.loss.scale_weight for r in scale.runs if r.arm == a) for a in scale.arms
             if a not in TRAINED_BASELINES] \
         == list(DOSE_WEIGHTS["scale_weight"][1])
-    assert not set(plan.arms) - set(TRAINED_BASELINES) & set(expand_grid("all", "quick", seeds=1).arms)  # run on their own
+    # run on their own
+    assert not set(plan.arms) - set(TRAINED_BASELINES) & set(expand_grid("all", "quick", seeds=1).arms)
