@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +82,9 @@ class LastCheckpoint(Callback):
             checkpoint[RESUME_KEY] = {"at": self._saving, "rows": self.run_log.rows()}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
-        self.run_log.restore(checkpoint[RESUME_KEY]["rows"])
-        self._saved_step = int(checkpoint["global_step"])
+        if RESUME_KEY in checkpoint:  # train() resumes from nothing else (check_resumable)
+            self.run_log.restore(checkpoint[RESUME_KEY]["rows"])
+            self._saved_step = int(checkpoint["global_step"])
 
 
 def check_resumable(path: Path, config: Config) -> None:
@@ -92,6 +94,9 @@ def check_resumable(path: Path, config: Config) -> None:
     """
     path = Path(path)
     restart = f"delete {path.parent} and {path.parent.parent / 'metrics.csv'} to restart the run from its first step"
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive, its directory last
+        raise CheckpointError(f"{path} is truncated or not a checkpoint (its zip directory is missing): a write was "
+                              f"cut short; {restart}")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as error:  # a truncated zip, a stray write: nothing in it can be trusted

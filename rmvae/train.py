@@ -97,12 +97,15 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    last = out_dir / "checkpoints" / "last.ckpt"
+    metrics_csv = out_dir / "metrics.csv"
+    if last.exists():  # before anything is loaded: a run that cannot resume says so at once
+        check_resumable(last, config)
     config_json = out_dir / "config.json"
     if not config_json.exists():
         atomic_write_text(config_json, config.to_json())
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*Experiment logs directory.*")
     datamodule = ChoraleDataModule(config.data, cache_dir=cache_dir, progress=progress_bar,
                                    shuffle_seed=config.train.seed)
     datamodule.prepare_data()
@@ -110,10 +113,6 @@ def train(config: Config, out_dir: str | Path, progress_bar: bool = True, cache_
     module = RMVAEModule(config.to_dict(), datamodule.encoding_info)
     loggers = _loggers(config, out_dir)
     trainer = build_trainer(config, out_dir, loggers, progress_bar=progress_bar)
-    last = out_dir / "checkpoints" / "last.ckpt"
-    metrics_csv = out_dir / "metrics.csv"
-    if last.exists():
-        check_resumable(last, config)
     if trainer.is_global_zero:
         remove_stray_temporaries(last.parent)
         if not last.exists():  # a first attempt killed before its first checkpoint left rows behind
