@@ -1,4 +1,4 @@
-"""Run an ablation grid (SPEC §7): every arm × seed, resumable, then tables and a report.
+"""Run an ablation grid (docs/design.md §7): every arm × seed, resumable, then tables and a report.
 
 The command line is ``ablations/run.py`` (:mod:`ablations.run`), which calls :func:`main` here.
 Each run lives in ``OUT/<grid>/runs/<run_id>/`` (:mod:`ablations.runfolder`): a run with ``DONE``

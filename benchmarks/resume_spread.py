@@ -9,7 +9,7 @@ training step, a validation or test batch, or inside the atomic write of ``last.
 ``metrics.csv``, ``test_metrics.json``, …), each attempt resuming where the last one died, and
 a last attempt that finishes it. Prints the largest difference of every logged metric
 (``metrics.csv``), of every test metric (``test_metrics.json``) and of the final weights. On
-CPU every difference is 0 (README, "Exact resume"); on a GPU the difference is the spread of
+CPU every difference is 0 (docs/design.md §3.8; docs/experiments.md, "Exact resume"); on a GPU the difference is the spread of
 its non-deterministic kernels, which ``--deterministic`` (``train.deterministic``) should
 remove at some cost in speed. Results go to
 ``benchmarks/results/resume_spread_<accelerator>_<N>kills.txt``.

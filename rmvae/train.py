@@ -150,7 +150,7 @@ def collapse_warning(result: dict) -> str | None:
     if result.get("val/active_units") == 0:
         return (f"warning: no active latent unit at the last validation (input KL {result.get('val/kl_inputs', 0):.3g} "
                 f"nats): the encoders are switched off (posterior collapse); with model.temporal_input=latents the "
-                f"prediction then ignores the past. See README 'The objective' (model.latent_prior=temporal, "
+                f"prediction then ignores the past. See docs/design.md §2.8 (model.latent_prior=temporal, "
                 f"model.temporal_input=experts, loss.free_bits).")
     return None
 
