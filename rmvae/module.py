@@ -164,12 +164,16 @@ class RMVAEModule(StepMetrics, L.LightningModule):
             return self.direct_step(window)
         beta, logs = self.beta(), {}
         recon_measures = self.recon_measure_sample(window.batch_size, window.measures, window.inputs.device)
-        outputs = {}
+        # A window writer decodes every term's target in one call (they share its pass over the window).
+        batched = self.model.writer is not None and self.config.model.writer_context == "window"
+        terms = [(name, *self.term_output(window, name, voices, recon_measures, decode=not batched))
+                 for name, voices in self.elbo_masks(window.batch_size, window.inputs.device)]
+        if batched:
+            self.decode_targets(window, [output for _, output, _ in terms])
         total = torch.zeros((), device=self.device)
-        for name, voices in self.elbo_masks(window.batch_size, window.inputs.device):
-            term, outputs[name] = self.elbo_term(window, name, voices, beta, recon_measures, logs)
-            total = total + term
-        prediction = self.pure_prediction(outputs["full"], window, known_target=self.config.loss.target_posterior)
+        for name, output, term_mask in terms:
+            total = total + self.term_loss(window, name, output, term_mask, beta, recon_measures, logs)
+        prediction = self.pure_prediction(terms[0][1], window, known_target=self.config.loss.target_posterior)
         # Single-sample NLL of the prediction from the past alone (the prior's mean in evaluation).
         logs["recon_nll"] = self.reconstruction(prediction.prediction, window.target, window.target_mask).mean()
         total = total + self.music_loss(prediction, window, logs)
@@ -196,11 +200,11 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         logs["loss"] = total
         return total, logs, output
 
-    def elbo_term(self, window: Window, name: str, voices: Tensor, beta: float, recon_measures: Tensor | None,
-                  logs: dict[str, Tensor]) -> tuple[Tensor, RMVAEOutput]:
-        """One term of the sub-sampled ELBO under the voice mask ``voices`` (V,): the NLL of the
-        whole target plus β·KL of its latent, averaged over windows; the full-set term also
-        carries the input measures' terms. Adds its logs to ``logs``."""
+    def term_output(self, window: Window, name: str, voices: Tensor, recon_measures: Tensor | None,
+                    decode: bool = True) -> tuple[RMVAEOutput, Tensor]:
+        """The model's pass of one term of the sub-sampled ELBO under the voice mask ``voices`` (V,),
+        and the term's input mask ``(B, T, V)``; ``decode=False`` leaves the target's prediction to
+        :meth:`decode_targets`."""
         cfg = self.config.loss
         full = name == "full"
         # (B, T, V): a subset term hides the other voices in the past too, unless it is told to
@@ -214,9 +218,26 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         output = self.model.from_experts(window.input_mu, window.input_logvar, term_mask, window.target_mu,
                                          window.target_logvar, known, sample=self.training,
                                          reconstruct=cfg.recon_inputs and full, recon_measures=recon_measures,
-                                         teacher=window.teacher, writer_context=window.writer_context)
+                                         decode=decode, teacher=window.teacher, writer_context=window.writer_context)
         if window.writer_context is None and self.config.model.writer_context == "window":
             window.writer_context = output.target_context
+        return output, term_mask
+
+    def decode_targets(self, window: Window, outputs: list[RMVAEOutput]) -> None:
+        """Every term's target prediction from one writer call: the terms' latents and states
+        stacked ``(n, B, ·)`` after the window's shared context; fills each ``prediction``."""
+        z = torch.stack([output.target_z for output in outputs])
+        state = torch.stack([output.state for output in outputs])
+        decoded = self.model.decode(z, state, window.target, window.writer_context)  # (n, B, V, S, ·)
+        for i, output in enumerate(outputs):
+            output.prediction = Decoded(**{k: None if v is None else v[i] for k, v in vars(decoded).items()})
+
+    def term_loss(self, window: Window, name: str, output: RMVAEOutput, term_mask: Tensor, beta: float,
+                  recon_measures: Tensor | None, logs: dict[str, Tensor]) -> Tensor:
+        """One term of the sub-sampled ELBO: the NLL of the whole target plus β·KL of its latent,
+        averaged over windows; the full-set term also carries the input measures' terms. Adds its
+        logs to ``logs``."""
+        full = name == "full"
         recon_target = self.reconstruction(output.prediction, window.target, window.target_mask)  # all voices
         # The target's KL is against the temporal model's prediction, in every term.
         kl = losses.kl_divergence(output.target_mu, output.target_logvar, output.prior_mu, output.prior_logvar)
@@ -228,7 +249,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
             input_kl, input_recon, free_bits = self.input_measure_terms(window, output, term_mask, recon_measures, logs)
             kl = kl + input_kl
         logs["kl"] = logs.get("kl", 0) + kl.mean()
-        return (recon_target + beta * kl + input_recon).mean() + beta * free_bits, output
+        return (recon_target + beta * kl + input_recon).mean() + beta * free_bits
 
     def input_measure_terms(self, window: Window, output: RMVAEOutput, term_mask: Tensor,
                             recon_measures: Tensor | None, logs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
