@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rmvae.config import Config, apply_overrides
+from rmvae.config import ENCODERS, ENCODINGS, OFFSETS, PRECISIONS, SIZES, Config, apply_overrides
 from rmvae.profiles import PROFILES, profile_overrides
 
 FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
@@ -31,16 +31,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "cpu (≈10 min a run on 2 cores, reaches a verdict), full (thesis scale, GPU); "
                              "flags and --section.key=value still override it")
     parser.add_argument("--source", help="'bach' or a folder of MIDI files")
-    parser.add_argument("--size", choices=["small", "medium", "big"])
-    parser.add_argument("--encoder", choices=["fc", "conv", "rnn"])
-    parser.add_argument("--encoding", choices=["mono", "poly"])
+    parser.add_argument("--size", choices=list(SIZES))
+    parser.add_argument("--encoder", choices=ENCODERS)
+    parser.add_argument("--encoding", choices=ENCODINGS)
     parser.add_argument("--rpoe", action=argparse.BooleanOptionalAction, default=None, help="recurrent PoE")
     parser.add_argument("--scale-rhythm", action=argparse.BooleanOptionalAction, default=None,
                         help="scale and rhythm losses together")
     parser.add_argument("--harmony", action=argparse.BooleanOptionalAction, default=None, help="harmony loss")
     parser.add_argument("--transpose", action=argparse.BooleanOptionalAction, default=None,
                         help="transpose pieces to C major / A minor")
-    parser.add_argument("--offset", type=int, choices=[1, 2], help="predict measure t+1 or t+2 (band player)")
+    parser.add_argument("--offset", type=int, choices=OFFSETS, help="predict measure t+1 or t+2 (band player)")
     parser.add_argument("--n-measures", type=int, help="input window length in measures")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--max-epochs", type=int)
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--devices", type=int, help="N > 1 trains with DDP over N processes/GPUs")
     parser.add_argument("--accelerator", help="auto, cpu, gpu, …")
-    parser.add_argument("--precision", help="32-true, bf16-mixed, 16-mixed")
+    parser.add_argument("--precision", help=", ".join(PRECISIONS))
     parser.add_argument("--no-wandb", action="store_true", help="only the local CSV log, no Weights & Biases")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
