@@ -16,6 +16,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -134,9 +135,27 @@ class SubmititRun(_Checkpointable):
         return DelayedSubmission(self, *args, **kwargs)
 
 
-def make_executor(folder: Path, cluster: str | None = None, partition: str | None = None, time_min: int = 240,
-                  cpus_per_task: int = 8, mem_gb: int = 32, array_parallelism: int = 16, max_requeue: int = 3,
-                  devices: int = 1):
+@dataclass(frozen=True)
+class SlurmDefaults:
+    """What a slurm job asks for unless told otherwise: the one statement of these defaults, which
+    :func:`make_executor` and the ``--slurm-*`` options of ``ablations/run.py`` both read."""
+
+    partition: str | None = None  # the cluster's default partition
+    time_min: int = 240  # minutes per job; a run that needs longer is requeued and resumes
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+    array_parallelism: int = 16  # jobs of the array running at once
+    max_requeue: int = 3  # requeues after timeout/preemption
+
+
+SLURM = SlurmDefaults()
+SLURM_CLUSTERS = ("slurm", "local", "debug")  # submitit's clusters; local and debug run on this machine
+
+
+def make_executor(folder: Path, cluster: str | None = None, partition: str | None = SLURM.partition,
+                  time_min: int = SLURM.time_min, cpus_per_task: int = SLURM.cpus_per_task,
+                  mem_gb: int = SLURM.mem_gb, array_parallelism: int = SLURM.array_parallelism,
+                  max_requeue: int = SLURM.max_requeue, devices: int = 1):
     """A submitit executor for ablation runs (``cluster`` None picks SLURM when available)."""
     import submitit
 

@@ -17,12 +17,14 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from ablations import runfolder
+from ablations import launchers, runfolder
 from ablations.grids import (DEFAULT_SEEDS, GRID_CHOICES, PROFILES, GridPlan, RunSpec,
                              check_grid_folder, expand_grid)
+from ablations.launchers import SLURM, SLURM_CLUSTERS
 from ablations.runfolder import run_status
 from rmvae.config import Config, ConfigError
 from rmvae.files import atomic_write_json
+from rmvae.profiles import profiles_help
 
 PROG = "ablations/run.py"
 LAUNCHER_CHOICES = ("auto", "local", "local-parallel", "slurm")
@@ -165,8 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--grid", required=True, choices=GRID_CHOICES, help="which comparison to run")
     parser.add_argument("--profile", default="quick", choices=tuple(PROFILES),
-                        help="budget: quick (CPU, minutes), cpu (≈15 min a run on 2 cores, reaches a verdict) "
-                             "or full (thesis scale, GPUs); default quick")
+                        help=f"budget: {profiles_help()}; default quick")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
                         help=f"training seeds per arm, 0..N-1 (default {DEFAULT_SEEDS})")
     parser.add_argument("--launcher", default="auto", choices=LAUNCHER_CHOICES,
@@ -188,13 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-failed", action="store_true", help="run again the runs that have FAILED")
     parser.add_argument("--no-report", action="store_true", help="write the tables but not the figures and report.md")
     slurm = parser.add_argument_group("slurm launcher (submitit)")
-    slurm.add_argument("--slurm-partition", default=None)
-    slurm.add_argument("--slurm-time", type=int, default=240, help="minutes per job (default 240)")
-    slurm.add_argument("--slurm-cpus-per-task", type=int, default=8)
-    slurm.add_argument("--slurm-mem-gb", type=int, default=32)
-    slurm.add_argument("--slurm-array-parallelism", type=int, default=16)
-    slurm.add_argument("--slurm-max-requeue", type=int, default=3, help="requeues after timeout/preemption")
-    slurm.add_argument("--slurm-cluster", default=None, choices=("slurm", "local", "debug"),
+    slurm.add_argument("--slurm-partition", default=SLURM.partition)
+    slurm.add_argument("--slurm-time", type=int, default=SLURM.time_min,
+                       help=f"minutes per job (default {SLURM.time_min})")
+    slurm.add_argument("--slurm-cpus-per-task", type=int, default=SLURM.cpus_per_task)
+    slurm.add_argument("--slurm-mem-gb", type=int, default=SLURM.mem_gb)
+    slurm.add_argument("--slurm-array-parallelism", type=int, default=SLURM.array_parallelism)
+    slurm.add_argument("--slurm-max-requeue", type=int, default=SLURM.max_requeue,
+                       help="requeues after timeout/preemption")
+    slurm.add_argument("--slurm-cluster", default=None, choices=SLURM_CLUSTERS,
                        help="submitit cluster; default: SLURM if available, else local processes")
     return parser
 
@@ -255,8 +258,6 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None,
     left_out = ", other arms left for later (--arms)" if args.arms else ""
     print(f"{prog}: grid {plan.grid}, {len(plan.runs)} runs: {len(todo)} to run, {finished} already done or failed"
           f"{left_out} (folder {grid_dir})", flush=True)
-
-    from ablations import launchers
 
     start = time.perf_counter()
     if run_fn is None and todo:  # the real trainer: parse the corpus once, here

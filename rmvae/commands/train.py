@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from rmvae.config import ENCODERS, ENCODINGS, OFFSETS, PRECISIONS, SIZES, Config, apply_overrides
-from rmvae.profiles import PROFILES, profile_overrides
+from rmvae.profiles import PROFILES, profile_overrides, profiles_help
 
 FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
     "source": "data.source", "transpose": "data.transpose", "offset": "data.offset", "encoding": "data.encoding",
@@ -27,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.csv, config.json)")
     parser.add_argument("--config", help="a config.json to start from (e.g. another run's)")
     parser.add_argument("--profile", choices=list(PROFILES),
-                        help="a training budget shared with the ablation grids: quick (minutes, the small model on 80 pieces), "
-                             "cpu (≈10 min a run on 2 cores, reaches a verdict), full (thesis scale, GPU); "
+                        help=f"a training budget shared with the ablation grids: {profiles_help()}; "
                              "flags and --section.key=value still override it")
     parser.add_argument("--source", help="'bach' or a folder of MIDI files")
     parser.add_argument("--size", choices=list(SIZES))
