@@ -83,6 +83,53 @@ def reparameterise(mu: Tensor, logvar: Tensor) -> Tensor:
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
 
+@dataclass
+class _Temporal:
+    """The temporal model's pass over a window: the state after each measure ``(B, T, W)`` and
+    the state before it (what that measure's prior and decoders read)."""
+
+    states: Tensor
+    before: Tensor
+
+    @property
+    def last(self) -> Tensor:
+        """The state after the last input measure ``(B, W)``: what the target is predicted from."""
+        return self.states[:, -1]
+
+
+@dataclass
+class _InputLatents:
+    """Every input measure's prior (None: N(0, I)), posterior and latent, each ``(B, T, Z)``."""
+
+    prior_mu: Tensor | None
+    prior_logvar: Tensor | None
+    post_mu: Tensor
+    post_logvar: Tensor
+    z: Tensor
+
+
+@dataclass
+class _TargetLatent:
+    """The target measure's predicted Gaussian, its posterior (the prediction ⊗ the known target
+    voices) and latent, each ``(B, Z)``."""
+
+    prior_mu: Tensor
+    prior_logvar: Tensor
+    mu: Tensor
+    logvar: Tensor
+    z: Tensor
+
+
+def _truth(writing: Teacher | None) -> Tensor | None:
+    """The target a measure writer scores (None when no writer reads tokens: factorised decoders)."""
+    return None if writing is None else writing.target
+
+
+def _map_decoded(decoded: Decoded, fn) -> Decoded:
+    """``fn`` applied to every head of ``decoded`` that this encoding has (the others stay None)."""
+    return Decoded(**{name: None if value is None else fn(value) for name, value in vars(decoded).items()})
+
+
 class RMVAE(WritingMixin, nn.Module):
     """Recurrent Multimodal VAE over V voices (modalities) and T measures.
 
@@ -261,7 +308,7 @@ class RMVAE(WritingMixin, nn.Module):
                 raise ValueError("an autoregressive measure decoder scores given measures (teacher forcing); "
                                  "use RMVAE.write to generate one")
             decoded = self.write_inputs(flat, truth.reshape(-1, *truth.shape[-2:]), context)
-            return Decoded(**{k: None if v is None else v.reshape(*lead, *v.shape[1:]) for k, v in vars(decoded).items()})
+            return _map_decoded(decoded, lambda value: value.reshape(*lead, *value.shape[1:]))
         outputs = [decoder(flat) for decoder in self.decoders]
         first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
         second = torch.stack([o[1] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][1].shape[1:])
@@ -327,73 +374,117 @@ class RMVAE(WritingMixin, nn.Module):
             writer_context: the target's context from another term of the same window, reused
                 (``model.writer_context="window"``: the pass over the window's tokens is shared).
         """
-        batch, measures, _ = input_mask.shape
-        input_prior_mu = input_prior_logvar = post_mu = post_logvar = z = None
-        if self.config.temporal_input == "experts":
-            states = self.temporal_states(mu, input_mask)  # (B, T, W), deterministic
-            before = states_before(states)
         writes = self.writer is not None and teacher is not None
-        truth = None if teacher is None else teacher.target
+        # The default design runs the temporal model over the experts, before any latent; the
+        # thesis's over the sampled latents, so its pass waits for them.
+        temporal = self._temporal_pass(mu, input_mask) if self.config.temporal_input == "experts" else None
         if not self.has_latents:
-            state = states[:, -1]
-            context = self.target_context(teacher.inputs, input_mask, None, before, writer_context)[0] if writes else None
-            prediction = self.decode(None, state, truth, context) if decode else None
-            return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
-                               target_context=context)
-        if self.config.latent_prior == "temporal":
-            input_prior_mu, input_prior_logvar = self.prior(before)  # (B, T, Z)
-            post_mu, post_logvar = product_of_experts(mu, logvar, input_mask, prior_mu=input_prior_mu,
-                                                      prior_logvar=input_prior_logvar)
-        else:
-            post_mu, post_logvar = self.posteriors(mu, logvar, input_mask)
-        z = reparameterise(post_mu, post_logvar) if sample else post_mu  # (B, T, Z)
-        if self.config.temporal_input == "latents":
-            states = self.temporal_states(z, input_mask)
-            before = states_before(states)
-        state = states[:, -1]  # (B, W)
-        prior_mu, prior_logvar = self.prior(state)  # (B, Z)
-        if target_expert_mu is not None and target_mask is not None:
-            # The predicted Gaussian is the prior expert of the target measure; known voices join it.
-            target_mu, target_logvar = product_of_experts(target_expert_mu, target_expert_logvar, target_mask,
-                                                          prior_mu=prior_mu, prior_logvar=prior_logvar)
-        else:
-            target_mu, target_logvar = prior_mu, prior_logvar
-        target_z = reparameterise(target_mu, target_logvar) if sample else target_mu  # (B, Z)
-
-        context = window_recon = recon = prediction = None
+            return self._direct_output(mu, logvar, input_mask, temporal, teacher if writes else None, decode,
+                                       writer_context)
+        inputs = self._input_latents(mu, logvar, input_mask, temporal, sample)
+        if temporal is None:
+            temporal = self._temporal_pass(inputs.z, input_mask)
+        target = self._target_latent(temporal.last, target_expert_mu, target_expert_logvar, target_mask, sample)
+        context = window_recon = None
         if writes:
-            context, window_recon = self.target_context(teacher.inputs, input_mask, z, before, writer_context)
-        if reconstruct and window_recon is not None:  # a window writer has reconstructed every input measure
-            recon = window_recon if recon_measures is None else Decoded(
-                **{k: None if v is None else pick_measures(v, recon_measures) for k, v in vars(window_recon).items()})
-            prediction = self.decode(target_z, state, truth, context) if decode else None
-        elif reconstruct:  # one decoder call per voice for the input measures and the target together
-            z_recon = z if recon_measures is None else pick_measures(z, recon_measures)  # (B, T or k, Z)
-            n_recon = z_recon.shape[1]
-            recon_input = self.decoder_input(z_recon, None if not self.config.decoder_context else (
-                before if recon_measures is None else pick_measures(before, recon_measures)))
-            target_input = self.decoder_input(target_z, state)
-            measures_truth = measures_context = None
-            if writes:
-                measures_truth, measures_context = self.measure_contexts(teacher.inputs, input_mask, recon_measures,
-                                                                         context)
-                measures_truth = torch.cat([measures_truth, truth])
-            decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]),
-                                         measures_truth, measures_context)
-            n_inputs = batch * n_recon
-            recon = Decoded(**{name: None if value is None else value[:n_inputs].reshape(batch, n_recon, *value.shape[1:])
-                               for name, value in vars(decoded).items()})
-            prediction = Decoded(**{name: None if value is None else value[n_inputs:]
-                                    for name, value in vars(decoded).items()})
-        elif decode:
-            prediction = self.decode(target_z, state, truth, context)
-        return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
-                           post_mu=post_mu, post_logvar=post_logvar, z=z,
-                           input_prior_mu=input_prior_mu, input_prior_logvar=input_prior_logvar,
-                           prior_mu=prior_mu, prior_logvar=prior_logvar, target_mu=target_mu,
-                           target_logvar=target_logvar, target_z=target_z, recon=recon,
+            context, window_recon = self.target_context(teacher.inputs, input_mask, inputs.z, temporal.before,
+                                                        writer_context)
+        recon, prediction = self._decode_window(inputs.z, temporal, target.z, input_mask, recon_measures,
+                                                teacher if writes else None, context, window_recon,
+                                                reconstruct, decode)
+        return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=temporal.last, prediction=prediction,
+                           post_mu=inputs.post_mu, post_logvar=inputs.post_logvar, z=inputs.z,
+                           input_prior_mu=inputs.prior_mu, input_prior_logvar=inputs.prior_logvar,
+                           prior_mu=target.prior_mu, prior_logvar=target.prior_logvar, target_mu=target.mu,
+                           target_logvar=target.logvar, target_z=target.z, recon=recon,
                            target_expert_mu=target_expert_mu, target_expert_logvar=target_expert_logvar,
                            target_context=context)
+
+    # --- the steps of from_experts ----------------------------------------------------------
+
+    def _temporal_pass(self, per_measure: Tensor, mask: Tensor) -> _Temporal:
+        """The temporal model over the window: the state after each measure and the one before it."""
+        states = self.temporal_states(per_measure, mask)  # (B, T, W)
+        return _Temporal(states, states_before(states))
+
+    def _direct_output(self, mu: Tensor, logvar: Tensor, input_mask: Tensor, temporal: _Temporal,
+                       writing: Teacher | None, decode: bool, writer_context: WriterContext | None) -> RMVAEOutput:
+        """A model without latents (``kind="direct"``): the target decoded from the temporal state alone.
+        ``writing``: the teacher when a measure writer scores the tokens, else None."""
+        state = temporal.last
+        context = None
+        if writing is not None:
+            context = self.target_context(writing.inputs, input_mask, None, temporal.before, writer_context)[0]
+        prediction = self.decode(None, state, _truth(writing), context) if decode else None
+        return RMVAEOutput(expert_mu=mu, expert_logvar=logvar, state=state, prediction=prediction,
+                           target_context=context)
+
+    def _input_latents(self, mu: Tensor, logvar: Tensor, mask: Tensor, temporal: _Temporal | None,
+                       sample: bool) -> _InputLatents:
+        """Every input measure's posterior and latent: the temporal prior before the measure times its
+        voice experts (``latent_prior="temporal"``), or the PoE/RPoE of the experts with N(0, I)."""
+        prior_mu = prior_logvar = None
+        if self.config.latent_prior == "temporal":
+            prior_mu, prior_logvar = self.prior(temporal.before)  # (B, T, Z)
+            post_mu, post_logvar = product_of_experts(mu, logvar, mask, prior_mu=prior_mu, prior_logvar=prior_logvar)
+        else:
+            post_mu, post_logvar = self.posteriors(mu, logvar, mask)
+        z = reparameterise(post_mu, post_logvar) if sample else post_mu  # (B, T, Z)
+        return _InputLatents(prior_mu, prior_logvar, post_mu, post_logvar, z)
+
+    def _target_latent(self, state: Tensor, expert_mu: Tensor | None, expert_logvar: Tensor | None,
+                       mask: Tensor | None, sample: bool) -> _TargetLatent:
+        """The target measure's latent: the temporal model's prediction from the last state, joined by
+        the known target voices' experts when there are any (fill, harmonize, the target posterior)."""
+        prior_mu, prior_logvar = self.prior(state)  # (B, Z)
+        mu, logvar = prior_mu, prior_logvar
+        if expert_mu is not None and mask is not None:
+            # The predicted Gaussian is the prior expert of the target measure; known voices join it.
+            mu, logvar = product_of_experts(expert_mu, expert_logvar, mask, prior_mu=prior_mu, prior_logvar=prior_logvar)
+        z = reparameterise(mu, logvar) if sample else mu  # (B, Z)
+        return _TargetLatent(prior_mu, prior_logvar, mu, logvar, z)
+
+    def _decode_window(self, z: Tensor, temporal: _Temporal, target_z: Tensor, input_mask: Tensor,
+                       recon_measures: Tensor | None, writing: Teacher | None, context: WriterContext | None,
+                       window_recon: Decoded | None, reconstruct: bool,
+                       decode: bool) -> tuple[Decoded | None, Decoded | None]:
+        """``(recon, prediction)``: the input measures (when asked) and the target, decoded.
+
+        A window writer has already reconstructed every input measure in its pass over the window;
+        otherwise the input measures and the target go through the decoders in one call. ``writing``:
+        the teacher when a measure writer scores the tokens, else None (factorised decoders read none).
+        """
+        truth = _truth(writing)
+        if reconstruct and window_recon is not None:
+            recon = window_recon if recon_measures is None else _map_decoded(
+                window_recon, lambda value: pick_measures(value, recon_measures))
+            return recon, self.decode(target_z, temporal.last, truth, context) if decode else None
+        if reconstruct:
+            return self._decode_measures_and_target(z, temporal, target_z, input_mask, recon_measures, writing,
+                                                    context)
+        return None, self.decode(target_z, temporal.last, truth, context) if decode else None
+
+    def _decode_measures_and_target(self, z: Tensor, temporal: _Temporal, target_z: Tensor, input_mask: Tensor,
+                                    recon_measures: Tensor | None, writing: Teacher | None,
+                                    context: WriterContext | None) -> tuple[Decoded, Decoded]:
+        """One decoder call per voice for the chosen input measures (each from its own z_t and the
+        state before it) and the target together: ``(recon (B, T or k, ...), prediction (B, ...))``."""
+        batch = input_mask.shape[0]
+        z_recon = z if recon_measures is None else pick_measures(z, recon_measures)  # (B, T or k, Z)
+        n_recon = z_recon.shape[1]
+        recon_input = self.decoder_input(z_recon, None if not self.config.decoder_context else (
+            temporal.before if recon_measures is None else pick_measures(temporal.before, recon_measures)))
+        target_input = self.decoder_input(target_z, temporal.last)
+        measures_truth = measures_context = None
+        if writing is not None:
+            measures_truth, measures_context = self.measure_contexts(writing.inputs, input_mask, recon_measures,
+                                                                     context)
+            measures_truth = torch.cat([measures_truth, writing.target])
+        decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]),
+                                     measures_truth, measures_context)
+        n_inputs = batch * n_recon
+        recon = _map_decoded(decoded, lambda value: value[:n_inputs].reshape(batch, n_recon, *value.shape[1:]))
+        return recon, _map_decoded(decoded, lambda value: value[n_inputs:])
 
     @torch.no_grad()
     def predictive_marginal(self, mu: Tensor, logvar: Tensor, state: Tensor, n_samples: int,
