@@ -272,6 +272,26 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         ConfigError: unknown grid or profile, fewer than one seed, an override key the config
             does not have or one that the grid varies.
     """
+    profile_settings = _checked_profile(grid, profile, seeds, devices)
+    user = _as_dict(overrides)
+    grid_arms = _grid_arms(grid)
+    _check_user_overrides(grid, grid_arms, user)
+    base_overrides = {**BASELINE, **profile_settings, **user, "train.devices": devices, "train.wandb": wandb}
+    base = apply_overrides(Config(), base_overrides)
+    arms, arm_configs, reference = _arms_and_reference(grid, grid_arms, base)
+    for arm, arm_overrides in TRAINED_BASELINES.items():
+        arms[arm] = dict(arm_overrides)
+        arm_configs[arm] = _baseline_config(base, arm, arm_overrides)
+    runs = [_run_spec(grid, profile, arm, seed, arms[arm], arm_config)
+            for arm, arm_config in arm_configs.items() for seed in range(seeds)]
+    _check_equal_budgets(runs)
+    return GridPlan(grid=grid, profile=profile, seeds=tuple(range(seeds)), reference=reference,
+                    base_overrides=base_overrides, arms=arms, runs=runs)
+
+
+def _checked_profile(grid: str, profile: str, seeds: int, devices: int) -> dict[str, Any]:
+    """The profile's overrides, once the grid, the profile, the seeds and the devices are known
+    to be valid (each refused with what would be)."""
     if grid not in GRID_CHOICES:
         raise ConfigError(f"unknown grid {grid!r}; choose one of {', '.join(GRID_CHOICES)}")
     profile_settings = profile_overrides(profile)
@@ -279,16 +299,27 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         raise ConfigError(f"--seeds must be at least 1 (got {seeds}); 3 or more give a usable interval")
     if devices < 1:
         raise ConfigError(f"--devices must be at least 1 (got {devices})")
-    user = _as_dict(overrides)
-    grid_arms = _grid_arms(grid)
+    return profile_settings
+
+
+def _check_user_overrides(grid: str, grid_arms: dict[str, dict[str, Any]], user: dict[str, Any]) -> None:
+    """A user override may not set what the arms vary (the arms would overwrite it) nor the seed
+    (``--seeds`` sets it per run)."""
     varied = sorted({key for arm in grid_arms.values() for key in arm} & set(user))
     if varied:
         raise ConfigError(f"override(s) {varied} are what grid {grid!r} varies; drop them or pick another grid")
     if "train.seed" in user:
         raise ConfigError("train.seed is set per run from --seeds; use --seeds N instead")
-    base_overrides = {**BASELINE, **profile_settings, **user, "train.devices": devices, "train.wandb": wandb}
-    base = apply_overrides(Config(), base_overrides)
 
+
+def _arms_and_reference(grid: str, grid_arms: dict[str, dict[str, Any]],
+                        base: Config) -> tuple[dict[str, dict[str, Any]], dict[str, Config], str]:
+    """The grid's arms (name → overrides), their configs and the arm the others are compared with.
+
+    In ``all`` the arms equal to the base are one arm, :data:`BASELINE_ARM`, the reference; a
+    dose-response grid is compared with its weight-0 arm; an on/off grid must hold the base as
+    exactly one arm, which is its reference.
+    """
     arm_configs = {arm: apply_overrides(base, arm_overrides) for arm, arm_overrides in grid_arms.items()}
     base_key = experiment_key(base)
     same_as_base = [arm for arm, config in arm_configs.items() if experiment_key(config) == base_key]
@@ -296,31 +327,23 @@ def expand_grid(grid: str, profile: str = "quick", seeds: int = DEFAULT_SEEDS,
         arms = {BASELINE_ARM: {}}
         arms.update({arm: grid_arms[arm] for arm in grid_arms if arm not in same_as_base})
         arm_configs = {BASELINE_ARM: base, **{arm: arm_configs[arm] for arm in arms if arm != BASELINE_ARM}}
-        reference = BASELINE_ARM
-    elif grid in DOSE_WEIGHTS:  # weights, not on/off: the default weight need not be an arm
-        arms = grid_arms
-        reference = _dose_reference(grid)
-    else:
-        arms = grid_arms
-        if len(same_as_base) != 1:  # every on/off grid must contain the baseline as one arm
-            raise ConfigError(f"grid {grid!r} has {len(same_as_base)} arms equal to the baseline; expected one")
-        reference = same_as_base[0]
-    for arm, arm_overrides in TRAINED_BASELINES.items():
-        arms[arm] = dict(arm_overrides)
-        arm_configs[arm] = _baseline_config(base, arm, arm_overrides)
+        return arms, arm_configs, BASELINE_ARM
+    if grid in DOSE_WEIGHTS:  # weights, not on/off: the default weight need not be an arm
+        return grid_arms, arm_configs, _dose_reference(grid)
+    if len(same_as_base) != 1:  # every on/off grid must contain the baseline as one arm
+        raise ConfigError(f"grid {grid!r} has {len(same_as_base)} arms equal to the baseline; expected one")
+    return grid_arms, arm_configs, same_as_base[0]
 
-    runs = []
-    for arm, arm_config in arm_configs.items():
-        for seed in range(seeds):
-            config = apply_overrides(arm_config, {"train.seed": seed})
-            config = dataclasses.replace(config, train=dataclasses.replace(
-                config.train, wandb_group=grid, wandb_name=f"{arm}/seed{seed}",
-                wandb_tags=toggle_tags(config, profile)))
-            runs.append(RunSpec(run_id=run_id(config), grid=grid, arm=arm, seed=seed,
-                                overrides={**arms[arm], "train.seed": seed}, config=config))
-    _check_equal_budgets(runs)
-    return GridPlan(grid=grid, profile=profile, seeds=tuple(range(seeds)), reference=reference,
-                    base_overrides=base_overrides, arms=arms, runs=runs)
+
+def _run_spec(grid: str, profile: str, arm: str, seed: int, arm_overrides: dict[str, Any],
+              arm_config: Config) -> RunSpec:
+    """One arm at one seed, labelled for W&B (group, name, toggle tags); its id is of the config
+    without those labels, so renaming a grid or an arm never moves a run's folder."""
+    config = apply_overrides(arm_config, {"train.seed": seed})
+    config = dataclasses.replace(config, train=dataclasses.replace(
+        config.train, wandb_group=grid, wandb_name=f"{arm}/seed{seed}", wandb_tags=toggle_tags(config, profile)))
+    return RunSpec(run_id=run_id(config), grid=grid, arm=arm, seed=seed,
+                   overrides={**arm_overrides, "train.seed": seed}, config=config)
 
 
 def _baseline_config(base: Config, arm: str, arm_overrides: dict[str, Any]) -> Config:
