@@ -72,27 +72,14 @@ def run_one(config: Config, run_dir: Path, meta: dict[str, Any] | None = None, *
         if train_fn is None:
             from rmvae.train import train as train_fn
         if rank != 0:  # a DDP peer: the trainer coordinates, rank 0 writes everything else
-            quiet = {"progress_bar": False} if "progress_bar" in inspect.signature(train_fn).parameters else {}
-            train_fn(config, run_dir, **quiet)
+            _train_quietly(train_fn, config, run_dir)
             return outcome
         if evaluate_fn is None:
             from rmvae.evaluation import evaluate_checkpoint as evaluate_fn
         runfolder.clear_failed(run_dir)
         runfolder.write_run_files(run_dir, config.to_json(), meta)
-        trained = runfolder.read_json(run_dir / runfolder.TRAIN_RESULT)
-        if not trained or not Path(trained.get("best_checkpoint", "")).exists():
-            t0 = time.perf_counter()
-            quiet = {"progress_bar": False} if "progress_bar" in inspect.signature(train_fn).parameters else {}
-            trained = dict(train_fn(config, run_dir, **quiet))
-            trained["train_seconds"] = time.perf_counter() - t0
-            atomic_write_json(run_dir / runfolder.TRAIN_RESULT, trained)
-        t0 = time.perf_counter()
-        metrics = evaluate_fn(trained["best_checkpoint"], split="test", seed=config.train.seed,
-                              sample_path=run_dir / f"{runfolder.SAMPLE}.mid")
-        eval_seconds = time.perf_counter() - t0
-        atomic_write_json(run_dir / runfolder.TEST_METRICS, {k: float(v) for k, v in metrics.items()})
-        result = {**trained, "eval_seconds": eval_seconds}
-        atomic_write_json(run_dir / runfolder.RESULT, result)
+        trained = _trained(config, run_dir, train_fn)
+        _evaluate(config, run_dir, trained, evaluate_fn)
         runfolder.mark_done(run_dir)
         outcome.update(status="done", wandb_run_id=trained.get("wandb_run_id"))
     except Exception as error:  # a failing run is recorded and the grid goes on
@@ -102,6 +89,34 @@ def run_one(config: Config, run_dir: Path, meta: dict[str, Any] | None = None, *
         outcome.update(status="failed", reason=reason)
     outcome["seconds"] = time.perf_counter() - start
     return outcome
+
+
+def _train_quietly(train_fn: Callable, config: Config, run_dir: Path) -> dict[str, Any]:
+    """``train_fn`` without its progress bar where it has one (a grid's log is one line a run)."""
+    quiet = {"progress_bar": False} if "progress_bar" in inspect.signature(train_fn).parameters else {}
+    return train_fn(config, run_dir, **quiet)
+
+
+def _trained(config: Config, run_dir: Path, train_fn: Callable) -> dict[str, Any]:
+    """The run's training result: the one on disk when its best checkpoint exists (only the
+    evaluation was left to do), else that of training now, written to disk with its duration."""
+    trained = runfolder.read_json(run_dir / runfolder.TRAIN_RESULT)
+    if not trained or not Path(trained.get("best_checkpoint", "")).exists():
+        t0 = time.perf_counter()
+        trained = dict(_train_quietly(train_fn, config, run_dir))
+        trained["train_seconds"] = time.perf_counter() - t0
+        atomic_write_json(run_dir / runfolder.TRAIN_RESULT, trained)
+    return trained
+
+
+def _evaluate(config: Config, run_dir: Path, trained: dict[str, Any], evaluate_fn: Callable) -> None:
+    """Evaluate the best checkpoint on the test split; write its metrics and the run's result."""
+    t0 = time.perf_counter()
+    metrics = evaluate_fn(trained["best_checkpoint"], split="test", seed=config.train.seed,
+                          sample_path=run_dir / f"{runfolder.SAMPLE}.mid")
+    eval_seconds = time.perf_counter() - t0
+    atomic_write_json(run_dir / runfolder.TEST_METRICS, {k: float(v) for k, v in metrics.items()})
+    atomic_write_json(run_dir / runfolder.RESULT, {**trained, "eval_seconds": eval_seconds})
 
 
 def configure_wandb_mode(enabled: bool) -> None:
@@ -214,36 +229,15 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None,
             ``--no-report``, only the tables are written.
     """
     args = build_parser().parse_args(argv)
-    prog = PROG
     try:
-        # An injected run function (tests) runs in this process; `auto` then means local.
-        args.launcher = resolve_launcher(args.launcher, args.profile, args.devices) if run_fn is None else (
-            "local" if args.launcher == "auto" else args.launcher)
-        if args.jobs < 1 or (args.threads is not None and args.threads < 1):
-            raise ConfigError(f"--jobs and --threads must be at least 1 (got {args.jobs}, {args.threads})")
-        if args.devices > 1 and args.launcher == "local-parallel":
-            raise ConfigError("--devices > 1 runs DDP inside each run; use --launcher local or slurm with it, "
-                              "not local-parallel")
-        plan = expand_grid(args.grid, args.profile, args.seeds, args.overrides, devices=args.devices,
-                           wandb=not args.no_wandb)
-        grid_dir = args.out / args.grid
-        check_grid_folder(grid_dir, plan)
-        unknown_arms = sorted(set(args.arms or ()) - set(plan.arms))
-        if unknown_arms:
-            raise ConfigError(f"--arms {', '.join(unknown_arms)}: not an arm of grid {args.grid!r}; "
-                              f"its arms: {', '.join(plan.arms)}")
+        plan, grid_dir = _plan(args, injected=run_fn is not None)
     except ConfigError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-
     if args.dry_run:
         print(format_plan(plan, grid_dir))
         return 0
-
-    todo = [spec for spec in plan.runs if run_status(spec.run_dir(grid_dir)) in ("pending", "interrupted")
-            or (args.retry_failed and run_status(spec.run_dir(grid_dir)) == "failed")]
-    if args.arms:
-        todo = [spec for spec in todo if spec.arm in args.arms]
+    todo = _runs_to_do(plan, grid_dir, args)
     peer_rank = int(os.environ.get("LOCAL_RANK") or 0)
     if peer_rank > 0 and args.devices > 1:
         # Lightning's DDP re-executes this very command for ranks > 0 while rank 0 trains the first
@@ -251,35 +245,79 @@ def main(argv: list[str] | None = None, run_fn: Callable | None = None,
         if todo:
             (run_fn or run_one)(todo[0].config, todo[0].run_dir(grid_dir), todo[0].meta(), rank=peer_rank)
         return 0
-
     prepare_runs(plan, grid_dir)
     configure_wandb_mode(not args.no_wandb)
-    finished = sum(run_status(spec.run_dir(grid_dir)) in ("done", "failed") for spec in plan.runs)
-    left_out = ", other arms left for later (--arms)" if args.arms else ""
-    print(f"{prog}: grid {plan.grid}, {len(plan.runs)} runs: {len(todo)} to run, {finished} already done or failed"
-          f"{left_out} (folder {grid_dir})", flush=True)
-
+    _announce(plan, grid_dir, todo, args)
     start = time.perf_counter()
     if run_fn is None and todo:  # the real trainer: parse the corpus once, here
-        print(f"{prog}: corpus ready in {prepare_data(todo):.1f} s", flush=True)
+        print(f"{PROG}: corpus ready in {prepare_data(todo):.1f} s", flush=True)
     outcomes = launchers.launch(args.launcher, todo, grid_dir, run_fn=run_fn or run_one, jobs=args.jobs,
-                                threads=args.threads,
-                                slurm=_slurm_options(args))
+                                threads=args.threads, slurm=_slurm_options(args))
     wall = time.perf_counter() - start
     for outcome in outcomes:
         if outcome["status"] == "failed":
-            print(f"{prog}: run {outcome['run_id']} failed: {outcome['reason']}", file=sys.stderr)
+            print(f"{PROG}: run {outcome['run_id']} failed: {outcome['reason']}", file=sys.stderr)
+    return _report(plan, grid_dir, outcomes, wall, None if args.no_report else report_fn)
 
+
+def _plan(args: argparse.Namespace, injected: bool) -> tuple[GridPlan, Path]:
+    """The grid's plan and folder, once the options agree with each other and with the folder.
+
+    Resolves ``args.launcher``: an injected run function (tests) runs in this process, so there
+    ``auto`` means local.
+
+    Raises:
+        ConfigError: options that contradict each other, the grid or an earlier run in its folder.
+    """
+    args.launcher = ("local" if args.launcher == "auto" else args.launcher) if injected else (
+        resolve_launcher(args.launcher, args.profile, args.devices))
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        raise ConfigError(f"--jobs and --threads must be at least 1 (got {args.jobs}, {args.threads})")
+    if args.devices > 1 and args.launcher == "local-parallel":
+        raise ConfigError("--devices > 1 runs DDP inside each run; use --launcher local or slurm with it, "
+                          "not local-parallel")
+    plan = expand_grid(args.grid, args.profile, args.seeds, args.overrides, devices=args.devices,
+                       wandb=not args.no_wandb)
+    grid_dir = args.out / args.grid
+    check_grid_folder(grid_dir, plan)
+    unknown_arms = sorted(set(args.arms or ()) - set(plan.arms))
+    if unknown_arms:
+        raise ConfigError(f"--arms {', '.join(unknown_arms)}: not an arm of grid {args.grid!r}; "
+                          f"its arms: {', '.join(plan.arms)}")
+    return plan, grid_dir
+
+
+def _runs_to_do(plan: GridPlan, grid_dir: Path, args: argparse.Namespace) -> list[RunSpec]:
+    """The runs not finished yet (and the failed ones with ``--retry-failed``), of ``--arms`` if given."""
+    todo = [spec for spec in plan.runs if run_status(spec.run_dir(grid_dir)) in ("pending", "interrupted")
+            or (args.retry_failed and run_status(spec.run_dir(grid_dir)) == "failed")]
+    if args.arms:
+        todo = [spec for spec in todo if spec.arm in args.arms]
+    return todo
+
+
+def _announce(plan: GridPlan, grid_dir: Path, todo: list[RunSpec], args: argparse.Namespace) -> None:
+    """One line before launching: how many runs there are, to run now and already finished."""
+    finished = sum(run_status(spec.run_dir(grid_dir)) in ("done", "failed") for spec in plan.runs)
+    left_out = ", other arms left for later (--arms)" if args.arms else ""
+    print(f"{PROG}: grid {plan.grid}, {len(plan.runs)} runs: {len(todo)} to run, {finished} already done or failed"
+          f"{left_out} (folder {grid_dir})", flush=True)
+
+
+def _report(plan: GridPlan, grid_dir: Path, outcomes: list[dict[str, Any]], wall: float,
+            report_fn: Callable[[Path], Path] | None) -> int:
+    """Aggregate the grid's tables (and its report, with ``report_fn``), print the totals and
+    return the exit code: 1 when a run of the grid has failed, else 0."""
     from ablations.aggregate import aggregate
 
     tables = aggregate(grid_dir)  # cheap: always keep the tables current
-    if report_fn is not None and not args.no_report:
+    if report_fn is not None:
         report = report_fn(grid_dir)
-        print(f"{prog}: tables in {grid_dir}, report {report}")
+        print(f"{PROG}: tables in {grid_dir}, report {report}")
     status = tables["status"]
     failed = int((status["status"] == "failed").sum()) if len(status) else 0
     done = sum(1 for spec in plan.runs if run_status(spec.run_dir(grid_dir)) == "done")
-    print(f"{prog}: {done}/{len(plan.runs)} runs done, {failed} failed, "
+    print(f"{PROG}: {done}/{len(plan.runs)} runs done, {failed} failed, "
           f"{sum(o['status'] == 'done' for o in outcomes)} trained now in {wall:.1f} s")
     return 1 if failed else 0
 
