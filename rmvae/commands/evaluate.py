@@ -45,29 +45,7 @@ def run(args) -> int:
     from rmvae.errors import UserError
 
     if args.midi_folder:
-        from rmvae.metrics import folder_statistics
-
-        folder = Path(args.midi_folder)
-        if not folder.is_dir():
-            raise UserError(f"MIDI folder '{folder}' does not exist")
-        if args.first_measure < 1 or args.n_measures < 1 or args.voices < 1:
-            raise UserError("--first-measure (1-based), --n-measures and --voices must be at least 1")
-        stats = folder_statistics(folder, args.voices, args.first_measure - 1, args.n_measures)
-        if stats.table.empty:
-            raise UserError(f"no usable MIDI file in '{folder}' ({len(stats.skipped)} skipped: "
-                            + "; ".join(f"{name}: {why}" for name, why in stats.skipped[:3]) + ")")
-        summary = {name: {k: _clean(float(v)) for k, v in row.items()} for name, row in stats.summary.iterrows()}
-        if args.json:
-            print(json.dumps({"files": len(stats.table), "skipped": [{"file": f, "reason": r} for f, r in stats.skipped],
-                              "statistics": summary}))
-            return 0
-        last = args.first_measure + args.n_measures - 1
-        print(f"{len(stats.table)} files, measures {args.first_measure}–{last}; {len(stats.skipped)} skipped")
-        for name, why in stats.skipped:
-            print(f"  skipped {name}: {why}")
-        for name, row in stats.summary.iterrows():
-            print(f"  {name:28s} {row['mean']:7.3f}  [{row['low']:.3f}, {row['high']:.3f}]")
-        return 0
+        return _run_folder(args)
     if not args.checkpoint:
         raise UserError("give a CHECKPOINT, or --midi-folder DIR")
     from rmvae.evaluation import evaluate_checkpoint
@@ -79,7 +57,44 @@ def run(args) -> int:
     if args.json:
         print(json.dumps({k: _clean(v) for k, v in results.items()}))
         return 0
-    split = args.split
+    _print_prediction(results, args.split)
+    _print_teacher_forced(results, args.split)
+    _print_continuations(results)
+    return 0
+
+
+def _run_folder(args) -> int:
+    """``--midi-folder``: the musical statistics of every MIDI file in a folder, as JSON or a table."""
+    from pathlib import Path
+
+    from rmvae.errors import UserError
+    from rmvae.metrics import folder_statistics
+
+    folder = Path(args.midi_folder)
+    if not folder.is_dir():
+        raise UserError(f"MIDI folder '{folder}' does not exist")
+    if args.first_measure < 1 or args.n_measures < 1 or args.voices < 1:
+        raise UserError("--first-measure (1-based), --n-measures and --voices must be at least 1")
+    stats = folder_statistics(folder, args.voices, args.first_measure - 1, args.n_measures)
+    if stats.table.empty:
+        raise UserError(f"no usable MIDI file in '{folder}' ({len(stats.skipped)} skipped: "
+                        + "; ".join(f"{name}: {why}" for name, why in stats.skipped[:3]) + ")")
+    summary = {name: {k: _clean(float(v)) for k, v in row.items()} for name, row in stats.summary.iterrows()}
+    if args.json:
+        print(json.dumps({"files": len(stats.table), "skipped": [{"file": f, "reason": r} for f, r in stats.skipped],
+                          "statistics": summary}))
+        return 0
+    last = args.first_measure + args.n_measures - 1
+    print(f"{len(stats.table)} files, measures {args.first_measure}–{last}; {len(stats.skipped)} skipped")
+    for name, why in stats.skipped:
+        print(f"  skipped {name}: {why}")
+    for name, row in stats.summary.iterrows():
+        print(f"  {name:28s} {row['mean']:7.3f}  [{row['low']:.3f}, {row['high']:.3f}]")
+    return 0
+
+
+def _print_prediction(results: dict, split: str) -> None:
+    """The next-measure table: the model beside each baseline evaluated, then what it gains on each."""
     print(f"next-measure prediction on the {split} split (NLL in nats per target measure, lower is better):")
     print(f"  {'':{LABEL_WIDTH}s} {'NLL':>8s} {'acc':>7s} {'onsets':>7s}")
     for label, prefix in PREDICTION_ROWS.items():
@@ -91,20 +106,27 @@ def run(args) -> int:
         if key in results:
             print(f"  beats the {baseline} by {results[key]:.2f} nats [{results[key + '_ci_low']:.2f}, "
                   f"{results[key + '_ci_high']:.2f}] (95% CI over windows)")
+
+
+def _print_teacher_forced(results: dict, split: str) -> None:
+    """The other numbers measured with the true measures as input (accuracies, latent use, harmony)."""
     print("other teacher-forced numbers:")
     for key in ("acc_pitches", "acc_fill", "baseline_hold_acc", "baseline_repeat_acc", "recon_nll", "active_units",
                 "kl_inputs", "harmony"):
         if f"{split}/{key}" in results:
             print(f"  {key:22s} {results[f'{split}/{key}']:.4f}")
+
+
+def _print_continuations(results: dict) -> None:
+    """The statistics of the continuations, one column per decoding mode beside Bach's, each with its interval."""
+    from rmvae.metrics import STATISTICS
+
     draws = f"; sampled modes: mean of {int(results['draws'])} draws per piece" if "draws" in results else ""
     print(f"continuations of {int(results['continuations'])} pieces (mean [95% CI] over pieces{draws}):")
     modes = [m for m in ("greedy", "latent", "sampled", "bach") if f"{m}/repeat_rate" in results]
     print(f"  {'statistic':28s} " + " ".join(f"{m:>24s}" for m in modes))
-    from rmvae.metrics import STATISTICS
-
     for statistic in (*STATISTICS, "pitch_class_distance"):
         digits = 4 if statistic in RARE_STATISTICS else 3
         cells = [f"{results[f'{m}/{statistic}']:.{digits}f} [{results[f'{m}/{statistic}_ci_low']:.{digits - 1}f}, "
                  f"{results[f'{m}/{statistic}_ci_high']:.{digits - 1}f}]" for m in modes]
         print(f"  {statistic:28s} " + " ".join(f"{c:>24s}" for c in cells))
-    return 0
