@@ -102,14 +102,21 @@ def sampling_of(args, module):
 
 
 def run(args) -> int:
-    import numpy as np
-
-    from rmvae.errors import UserError
     from rmvae.evaluation import load_checkpoint
-    from rmvae.render import midi_to_wav, notes_to_midi, pianoroll_png
-    from rmvae.tasks import Generator, TaskError, parse_mask
 
     module = load_checkpoint(args.checkpoint)
+    _check_options(args, module)
+    result = _generate(args, module)
+    written = _write_outputs(args, module, result)
+    print(f"{args.task}: {result.n_measures} measures, {int(result.generated.sum())} voice-measures generated → "
+          + ", ".join(written))
+    return 0
+
+
+def _check_options(args, module) -> None:
+    """Refuse, before anything is generated, the options this checkpoint cannot honour."""
+    from rmvae.errors import UserError
+
     if args.program is not None and (len(args.program) != module.n_voices
                                      or not all(0 <= p <= 127 for p in args.program)):
         raise UserError(f"--program needs {module.n_voices} General MIDI programs (0–127), one per voice; "
@@ -118,35 +125,49 @@ def run(args) -> int:
         raise UserError(f"--tempo must be a positive number of beats per minute; got {args.tempo}")
     if args.seed_measures is not None and args.seed_measures < 1:
         raise UserError(f"--seed-measures must be at least 1; got {args.seed_measures}")
+
+
+def _generate(args, module):
+    """The task's result (:class:`rmvae.tasks.Piece`): read its inputs, then run it; a task's own
+    refusal becomes a one-line user error."""
+    from rmvae.errors import UserError
+    from rmvae.tasks import Generator, TaskError, parse_mask
+
     try:
         generator = Generator(module, sampling_of(args, module))
         if args.task == "noise":
-            result = generator.noise(args.noise, args.measures, args.measures)
-        elif args.task == "harmonize":
+            return generator.noise(args.noise, args.measures, args.measures)
+        if args.task == "harmonize":
             melody = read_piece(args, module, args.input, args.chorale, one_voice=True)
-            result = generator.harmonize(melody.measures, args.melody_voice, melody.key_shift, melody.tempo)
-        elif args.task == "interpolate":
+            return generator.harmonize(melody.measures, args.melody_voice, melody.key_shift, melody.tempo)
+        if args.task == "interpolate":
             if not (args.input_b or args.chorale_b):
                 raise UserError("--task interpolate needs a second piece: --input-b MIDI or --chorale-b ID")
             piece_a = read_piece(args, module, args.input, args.chorale)
             piece_b = read_piece(args, module, args.input_b, args.chorale_b)
-            result = generator.interpolate(piece_a, piece_b)
-        else:
-            piece = read_piece(args, module, args.input, args.chorale)
-            if args.task == "complete":
-                result = generator.complete(piece, args.measures)
-            elif args.task == "fill":
-                if not args.voices:
-                    raise UserError("--task fill needs --voices (the voices to generate, 0 = soprano)")
-                result = generator.fill(piece, args.voices)
-            elif args.task == "redo":
-                result = generator.redo(piece)
-            else:  # inpaint
-                if not args.mask:
-                    raise UserError("--task inpaint needs --mask (see rmvae generate --help)")
-                result = generator.inpaint(piece, parse_mask(args.mask, piece.n_measures, module.n_voices))
+            return generator.interpolate(piece_a, piece_b)
+        piece = read_piece(args, module, args.input, args.chorale)
+        if args.task == "complete":
+            return generator.complete(piece, args.measures)
+        if args.task == "fill":
+            if not args.voices:
+                raise UserError("--task fill needs --voices (the voices to generate, 0 = soprano)")
+            return generator.fill(piece, args.voices)
+        if args.task == "redo":
+            return generator.redo(piece)
+        if not args.mask:  # inpaint
+            raise UserError("--task inpaint needs --mask (see rmvae generate --help)")
+        return generator.inpaint(piece, parse_mask(args.mask, piece.n_measures, module.n_voices))
     except TaskError as error:
         raise UserError(str(error)) from None
+
+
+def _write_outputs(args, module, result) -> list[str]:
+    """Write OUT (.mid), its pianoroll OUT.png and with ``--audio`` OUT.wav; returns what was written."""
+    import numpy as np
+
+    from rmvae.render import midi_to_wav, notes_to_midi, pianoroll_png
+
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     notes = module.encoding.to_notes(result.measures, module.pitch_range)
@@ -163,6 +184,4 @@ def run(args) -> int:
     if args.audio:
         synth = midi_to_wav(out, out.with_suffix(".wav"))
         written.append(f"{out.with_suffix('.wav')} ({synth})")
-    print(f"{args.task}: {result.n_measures} measures, {int(result.generated.sum())} voice-measures generated → "
-          + ", ".join(written))
-    return 0
+    return written
