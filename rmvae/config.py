@@ -55,9 +55,13 @@ ELBO_TERMS = ("subsampled", "full")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
 
 
-def _check_choice(name: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name}={value!r} is not valid; choose one of {sorted(choices)}")
+def _check_choices(section: str, values: Any, choices: dict[str, Any]) -> None:
+    """Each named field of ``values`` (a config section) must be one of its valid values; the first
+    that is not is a ConfigError naming the field and what it may be."""
+    for name, valid in choices.items():
+        value = getattr(values, name)
+        if value not in valid:
+            raise ConfigError(f"{section}.{name}={value!r} is not valid; choose one of {sorted(valid)}")
 
 
 @dataclass(frozen=True)
@@ -80,9 +84,7 @@ class DataConfig:
     num_workers: int = 0
 
     def __post_init__(self):
-        _check_choice("data.encoding", self.encoding, ENCODINGS)
-        _check_choice("data.time_signature", self.time_signature, TIME_SIGNATURES)
-        _check_choice("data.offset", self.offset, OFFSETS)
+        _check_choices("data", self, dict(encoding=ENCODINGS, time_signature=TIME_SIGNATURES, offset=OFFSETS))
         if self.n_voices < 1:
             raise ConfigError("data.n_voices must be at least 1")
         if self.n_measures < 1:
@@ -151,15 +153,12 @@ class ModelConfig:
     dropout_rnn: float = 1e-3
 
     def __post_init__(self):
-        _check_choice("model.kind", self.kind, MODEL_KINDS)
-        _check_choice("model.measure_decoder", self.measure_decoder, MEASURE_DECODERS)
-        _check_choice("model.writer_context", self.writer_context, WRITER_CONTEXTS)
+        _check_choices("model", self, dict(kind=MODEL_KINDS, measure_decoder=MEASURE_DECODERS,
+                                           writer_context=WRITER_CONTEXTS))
         if not 0 <= self.writer_token_dropout < 1 or not 0 <= self.writer_dropout < 1:
             raise ConfigError("model.writer_dropout and model.writer_token_dropout must be in [0, 1)")
-        _check_choice("model.size", self.size, set(SIZES))
-        _check_choice("model.encoder", self.encoder, ENCODERS)
-        _check_choice("model.temporal_input", self.temporal_input, TEMPORAL_INPUTS)
-        _check_choice("model.latent_prior", self.latent_prior, LATENT_PRIORS)
+        _check_choices("model", self, dict(size=set(SIZES), encoder=ENCODERS, temporal_input=TEMPORAL_INPUTS,
+                                           latent_prior=LATENT_PRIORS))
         if self.z_dim < 1 or self.width_scale <= 0:
             raise ConfigError("model.z_dim must be ≥ 1 and model.width_scale > 0")
         if self.latent_prior == "temporal" and self.temporal_input == "latents":
@@ -242,8 +241,7 @@ class LossConfig:
             raise ConfigError("loss.n_subsets must be ≥ 0")
         if self.nll_samples < 1:
             raise ConfigError("loss.nll_samples must be ≥ 1")
-        _check_choice("loss.subset_inputs", self.subset_inputs, SUBSET_INPUTS)
-        _check_choice("loss.elbo_terms", self.elbo_terms, ELBO_TERMS)
+        _check_choices("loss", self, dict(subset_inputs=SUBSET_INPUTS, elbo_terms=ELBO_TERMS))
         if self.free_bits < 0:
             raise ConfigError("loss.free_bits must be ≥ 0 (0 = off)")
         if self.recon_inputs_measures < 0:
@@ -279,7 +277,7 @@ class TrainConfig:
     log_every_n_steps: int = 10
 
     def __post_init__(self):
-        _check_choice("train.precision", self.precision, PRECISIONS)
+        _check_choices("train", self, dict(precision=PRECISIONS))
         if self.val_every_n_epochs < 1:
             raise ConfigError("train.val_every_n_epochs must be ≥ 1")
         if self.max_epochs < 1 and self.max_steps <= 0:
