@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from rmvae.config import LossConfig
+
 HARMONY_INTERVALS = (1, 2, 6)  # semitone, tone, tritone (in pitch classes 1 ≡ 11, 2 ≡ 10)
 
 
@@ -126,8 +128,9 @@ def free_bits_excess(kl_per_dim: Tensor, free_bits: float) -> Tensor:
     return torch.relu(free_bits - mean).sum()
 
 
-def kl_weight(step: int, total_steps: int, start: float = 0.01, end: float = 0.4) -> float:
-    """β of KL annealing (docs/design.md §3.3, thesis defaults): 0 before ``start``·total, linear to 1 at ``end``·total, then 1."""
+def kl_weight(step: int, total_steps: int, start: float = LossConfig.kl_start, end: float = LossConfig.kl_end) -> float:
+    """β of KL annealing (docs/design.md §3.3; the defaults are the config's): 0 before ``start``·total,
+    linear to 1 at ``end``·total, then 1."""
     if total_steps <= 0:
         raise ValueError(f"total_steps must be > 0; got {total_steps}")
     if not 0 <= start <= end:
