@@ -61,10 +61,10 @@ class Sampling:
         return torch.Generator().manual_seed(self.seed) if self.temperature > 0 or self.latent_temperature > 0 else None
 
 
-# The default decoding of a measure writer's checkpoint (`rmvae generate`, the band player, the
+# The default decoding of a measure writer's checkpoint (`rmvae generate` and the
 # `default` mode of every evaluation): the candidate of benchmarks/decoding_choice.py whose
 # validation continuations are nearest Bach's statistics (docs/results.md, "Decoding").
-WRITER_DECODING = Sampling(temperature=0.9, top_p=0.95)
+WRITER_DECODING = Sampling(temperature=0.9)
 
 
 def default_sampling(module: RMVAEModule, seed: int = 0) -> Sampling:
