@@ -18,14 +18,13 @@ candidates every checkpoint ran compete (the autoregressive baseline has no late
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 
-from common import publish  # benchmarks/ is the script's folder
+from common import checkpoints_parser, publish  # benchmarks/ is the script's folder
 from rmvae.evaluation import continuation_statistics, load_checkpoint, mode_factory, test_datamodule
 from rmvae.tasks import WRITER_DECODING, Sampling
 
@@ -57,11 +56,7 @@ def distance_to_bach(results: dict[str, float], mode: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--split", default="val", choices=["val", "test"])
-    parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser = checkpoints_parser(__doc__, "val")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []

@@ -11,13 +11,12 @@ fifths/octaves ≤ 0.005 per note, ≤ 1 % of notes out of range.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import publish  # benchmarks/ is the script's folder
+from common import checkpoints_parser, publish  # benchmarks/ is the script's folder
 from rmvae.evaluation import load_checkpoint, test_datamodule
 from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS, musical_statistics
@@ -51,12 +50,8 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int) -> tuple[lis
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+")
-    parser.add_argument("--split", default="test", choices=["val", "test"])
+    parser = checkpoints_parser(__doc__, "test")
     parser.add_argument("--measures", type=int, default=16)
-    parser.add_argument("--draws", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = [f"harmonize the soprano of the {args.split} chorales of ≥ {args.measures} measures, "
