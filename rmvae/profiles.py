@@ -10,9 +10,10 @@ from typing import Any
 from rmvae.config import ConfigError
 
 # Training budgets, shared by `rmvae train --profile` and the ablation grids (docs/design.md §7.4).
-# Each states only what differs from the Config defaults. `quick` must finish the harmony grid
-# (2 arms and the direct baseline × 3 seeds) in under 10 minutes on 2 CPU cores including evaluation,
-# and select checkpoints on the whole validation split. What each costs a run is stated once, in
+# Each states only what differs from the Config defaults. `quick` should finish the harmony grid
+# (2 arms, the direct predictor and the autoregressive baseline × 3 seeds) in under 10 minutes on
+# 2 CPU cores including evaluation, and select checkpoints on the whole validation split; with the
+# autoregressive baseline it takes ≈15 min (897 s measured: the baseline's runs ≈5 min each). What each costs a run is stated once, in
 # PROFILE_DESCRIPTIONS below, which both commands' --profile help reads.
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {
