@@ -75,7 +75,8 @@ def stats(seconds: list[float]) -> dict[str, float]:
 def benchmark(size: str, n_predictions: int, warmup: int = 10, timer=time.perf_counter,
               decoder: str = "factorised") -> dict:
     torch.manual_seed(0)
-    model = RMVAE(ModelConfig(size=size, z_dim=Z_DIM, measure_decoder=decoder), N_VOICES, N_PITCHES, "mono").eval()
+    config = ModelConfig(size=size, z_dim=Z_DIM, measure_decoder=decoder, writer_context="measure")  # the band's
+    model = RMVAE(config, N_VOICES, N_PITCHES, "mono").eval()
     predictors = {"cached": CachedPredictor(model, N_MEASURES, BAND_VOICES),
                   "naive": NaivePredictor(model, N_MEASURES, BAND_VOICES)}
     measures = random_measures(N_MEASURES + warmup + n_predictions)
