@@ -18,6 +18,7 @@ candidates every checkpoint ran compete (the autoregressive baseline has no late
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,7 @@ def distance_to_bach(results: dict[str, float], mode: str) -> float:
 
 def main() -> None:
     parser = checkpoints_parser(__doc__, "val")
+    parser.add_argument("--no-parallels", action="store_true", help="every decoding forbids parallel fifths/octaves")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -66,7 +68,7 @@ def main() -> None:
             parser.error(f"{path} has a factorised decoder: its default decoding is greedy (nucleus sampling needs "
                          f"a measure writer)")
         datamodule = test_datamodule(module)
-        modes = candidates()
+        modes = {name: replace(sampling, no_parallels=args.no_parallels) for name, sampling in candidates().items()}
         if not module.model.has_latents:  # the autoregressive baseline has no latent to draw
             modes = {name: sampling for name, sampling in modes.items() if sampling.latent_temperature == 0}
         factories = {name: mode_factory(module, sampling) for name, sampling in modes.items()}
@@ -88,7 +90,8 @@ def main() -> None:
              f"tolerances, mean over {len(args.checkpoints)} checkpoint(s))",
              f"rmvae.tasks.WRITER_DECODING today: T={WRITER_DECODING.temperature} p={WRITER_DECODING.top_p} "
              f"τ={WRITER_DECODING.latent_temperature:g}"]
-    publish(lines, Path(__file__).parent / "results" / f"decoding_choice_{args.split}.txt")
+    suffix = "_no_parallels" if args.no_parallels else ""
+    publish(lines, Path(__file__).parent / "results" / f"decoding_choice_{args.split}{suffix}.txt")
 
 
 if __name__ == "__main__":

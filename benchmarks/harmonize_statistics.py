@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -25,7 +27,8 @@ from rmvae.tasks import Generator, default_sampling
 GOALS = "dissonance within 10 % of Bach's, parallel_perfects_per_note ≤ 0.005, out_of_range_share ≤ 0.01"
 
 
-def harmonize_rows(module, split: str, n_measures: int, draws: int) -> tuple[list[dict], list[dict]]:
+def harmonize_rows(module, split: str, n_measures: int, draws: int,
+                   no_parallels: bool = False) -> tuple[list[dict], list[dict]]:
     """Per chorale: Bach's statistics and the mean over draws of the harmonization's."""
     datamodule = test_datamodule(module)
     bach_rows, model_rows = [], []
@@ -38,7 +41,7 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int) -> tuple[lis
         melody = real[:, :1]
         draws_rows = []
         for draw in range(draws):
-            sampling = default_sampling(module, seed=draw)
+            sampling = replace(default_sampling(module, seed=draw), no_parallels=no_parallels)
             generated = Generator(module, sampling).harmonize(melody, 0, piece.key_shift).measures
             assert np.array_equal(generated[:, 0], real[:, 0]), "the melody must come out unchanged"
             notes = module.encoding.to_notes(generated, module.pitch_range)
@@ -52,21 +55,24 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int) -> tuple[lis
 def main() -> None:
     parser = checkpoints_parser(__doc__, "test")
     parser.add_argument("--measures", type=int, default=16)
+    parser.add_argument("--no-parallels", action="store_true", help="every decoding forbids parallel fifths/octaves")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = [f"harmonize the soprano of the {args.split} chorales of ≥ {args.measures} measures, "
              f"{args.draws} draws each (default decoding); mean [95 % t-interval over chorales]. Goals: {GOALS}"]
     for path in args.checkpoints:
         module = load_checkpoint(path)
-        bach, model = harmonize_rows(module, args.split, args.measures, args.draws)
-        lines.append(f"{path}: {len(bach)} chorales, decoding {default_sampling(module)}")
+        bach, model = harmonize_rows(module, args.split, args.measures, args.draws, args.no_parallels)
+        lines.append(f"{path}: {len(bach)} chorales, decoding "
+                     f"{replace(default_sampling(module), no_parallels=args.no_parallels)}")
         for statistic in STATISTICS:
             cells = []
             for rows in (bach, model):
                 mean, low, high = mean_ci([row[statistic] for row in rows])
                 cells.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
             lines.append(f"  {statistic:28s} bach {cells[0]:28s} model {cells[1]}")
-    publish(lines, Path(__file__).parent / "results" / f"harmonize_statistics_{args.split}.txt")
+    suffix = "_no_parallels" if args.no_parallels else ""
+    publish(lines, Path(__file__).parent / "results" / f"harmonize_statistics_{args.split}{suffix}.txt")
 
 
 if __name__ == "__main__":

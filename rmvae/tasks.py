@@ -41,6 +41,7 @@ class Sampling:
     seed: int = 0
     latent_temperature: float = 0.0
     top_p: float | None = None
+    no_parallels: bool = False  # a measure writer never draws a parallel fifth or octave
 
     def __post_init__(self):
         if not self.temperature >= 0:  # also refuses NaN
@@ -55,7 +56,7 @@ class Sampling:
     @property
     def tokens(self) -> TokenSampling:
         """How each token is drawn (:class:`rmvae.model.writer.TokenSampling`)."""
-        return TokenSampling(self.temperature, self.top_k, self.top_p)
+        return TokenSampling(self.temperature, self.top_k, self.top_p, self.no_parallels)
 
     def generator(self) -> torch.Generator | None:
         return torch.Generator().manual_seed(self.seed) if self.temperature > 0 or self.latent_temperature > 0 else None

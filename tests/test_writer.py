@@ -185,3 +185,51 @@ def test_window_writer_writes_the_target_where_one_pass_over_the_window_would():
     one_pass = as_mono_decoded(rearrange(model.writer(sequence, cond)[:, -STEPS_PER_MEASURE:], "b s v c -> b v s c"))
     assert torch.allclose(output.prediction.pitch_logits, one_pass.pitch_logits, atol=1e-5)
     assert torch.allclose(output.prediction.hold_logits, one_pass.hold_logits, atol=1e-5)
+
+
+def test_parallel_pitches_by_hand():
+    from rmvae.model.writer import parallel_pitches
+
+    t = lambda *values: torch.tensor(values)  # noqa: E731
+    # upper G → A over lower C: lower C → D is a parallel fifth; D an octave up (a fourth), staying,
+    # or moving down are not
+    forbidden = parallel_pitches(t(7), t(9), t(0), 16)[0]
+    assert forbidden.nonzero().flatten().tolist() == [2]
+    # octave C5 → D5 over C4: lower D4 (a parallel octave) and D5 (octave to unison, the same class)
+    forbidden = parallel_pitches(t(12), t(14), t(0), 16)[0]
+    assert forbidden.nonzero().flatten().tolist() == [2, 14]
+    # a third before, or the upper voice holding, or a rest before: nothing is forbidden
+    assert not parallel_pitches(t(4), t(5), t(0), 16).any()
+    assert not parallel_pitches(t(7), t(7), t(0), 16).any()
+    assert not parallel_pitches(t(7), t(9), t(-1), 16).any()
+
+
+def count_parallels(tokens: torch.Tensor, n_pitches: int) -> int:
+    """Parallel fifths/octaves in token sequences ``(N, L, V)``, counted by plain loops."""
+    count = 0
+    for sequence in tokens.tolist():
+        sounding = [-1] * len(sequence[0])
+        for step_tokens in sequence:
+            now = [t if t < n_pitches else (s if t == n_pitches + 1 else -1) for t, s in zip(step_tokens, sounding)]
+            for a in range(len(now)):
+                for b in range(a + 1, len(now)):
+                    p, q, p2, q2 = sounding[a], sounding[b], now[a], now[b]
+                    if min(p, q, p2, q2) < 0 or abs(p - q) % 12 not in (0, 7):
+                        continue
+                    up_a, up_b = (p2 > p) - (p2 < p), (q2 > q) - (q2 < q)
+                    if up_a == up_b != 0 and abs(p2 - q2) % 12 == abs(p - q) % 12:
+                        count += 1
+            sounding = now
+    return count
+
+
+def test_no_parallels_never_draws_one():
+    torch.manual_seed(5)
+    n_pitches = 12
+    writer = MeasureWriter(2, n_pitches + 2, 0, width=8, embed=4).eval()
+    start = torch.full((256, STEPS_PER_MEASURE, 2), n_pitches + 2)
+    free = writer.sample(start, None, 16, TokenSampling(temperature=2.0), generator=torch.Generator().manual_seed(1))
+    strict = writer.sample(start, None, 16, TokenSampling(temperature=2.0, no_parallels=True),
+                           generator=torch.Generator().manual_seed(1))
+    assert count_parallels(free, n_pitches) > 20  # the test can fail: unconstrained draws have them
+    assert count_parallels(strict, n_pitches) == 0

@@ -36,11 +36,14 @@ from rmvae.encodings import Decoded
 class TokenSampling:
     """How each token is drawn: ``temperature`` 0 = greedy (argmax), else a sample of
     softmax(logits / temperature) restricted to the ``top_k`` most likely classes and to the
-    smallest set whose mass reaches ``top_p`` (nucleus sampling, Holtzman et al. 2020)."""
+    smallest set whose mass reaches ``top_p`` (nucleus sampling, Holtzman et al. 2020).
+    ``no_parallels`` also forbids every new pitch that would make a parallel fifth or octave with
+    a voice already written at the same step (:func:`parallel_pitches`)."""
 
     temperature: float = 0.0
     top_k: int | None = None
     top_p: float | None = None
+    no_parallels: bool = False
 
     def choose(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
         """Logits ``(N, C)`` → classes ``(N,)``."""
@@ -80,6 +83,28 @@ class WriterContext:
         lstm = tuple(part.unsqueeze(1).expand(layers, rows // n, n, width).reshape(layers, rows, width)
                      for part in self.lstm)
         return WriterContext(previous, lstm)
+
+
+def sounding_after(tokens: Tensor, before: Tensor, n_pitches: int) -> Tensor:
+    """The pitch index each voice sounds after a step of ``tokens (N, V)``, from the one it sounded
+    before ``(N, V)``: a new pitch, the same one when it holds, −1 after a rest or an unknown token."""
+    hold = n_pitches + 1
+    return torch.where(tokens < n_pitches, tokens, torch.where(tokens == hold, before, torch.full_like(before, -1)))
+
+
+def parallel_pitches(upper_before: Tensor, upper_now: Tensor, lower_before: Tensor, n_pitches: int) -> Tensor:
+    """Bool ``(N, P)``: the new pitches of a voice that would move in parallel fifths or octaves
+    with another voice, the rule of :func:`rmvae.metrics.parallel_perfects_per_note`: both voices
+    sound before and after, both move strictly the same way, and the interval class |p − q| mod 12
+    is 0 or 7 before and the same after. Pitches ``(N,)``, −1 = nothing sounding; holding a note
+    is oblique motion and never parallel."""
+    candidate = torch.arange(n_pitches, device=upper_now.device)  # (P,)
+    interval = (upper_before - lower_before).abs() % 12  # (N,)
+    sounding = (upper_before >= 0) & (upper_now >= 0) & (lower_before >= 0) & ((interval == 0) | (interval == 7))
+    upper_motion = torch.sign(upper_now - upper_before)  # (N,)
+    same_way = (torch.sign(candidate[None] - lower_before[:, None]) == upper_motion[:, None]) & (upper_motion[:, None] != 0)
+    same_class = (upper_now[:, None] - candidate[None]).abs() % 12 == interval[:, None]
+    return sounding[:, None] & same_way & same_class
 
 
 def as_mono_decoded(log_probs: Tensor) -> Decoded:
@@ -220,16 +245,27 @@ class MeasureWriter(nn.Module):
         if given:  # teacher-force the given steps in one call
             _, state = self.lstm(self._step_inputs(sequence, cond, 0, given), state)
         tokens = torch.cat([sequence, sequence.new_full((len(sequence), n_new, self.n_voices), self.unknown)], dim=1)
+        n_pitches = self.rest
+        sounding = tokens.new_full((len(tokens), self.n_voices), -1)  # (N, V) pitch sounding after each step
+        for at in range(STEPS_PER_MEASURE + given):
+            sounding = sounding_after(tokens[:, at], sounding, n_pitches)
         for step in range(given, given + n_new):
             hidden, state = self._lstm_step(self._step_inputs(tokens, cond, step, 1)[:, 0], state)  # (N, H)
             at = STEPS_PER_MEASURE + step
+            now = sounding.clone()
             for voice in range(self.n_voices):
                 logits = self._head(voice, hidden, tokens[:, at])
                 previous = tokens[:, at - 1, voice]
                 nothing_sounds = (previous == self.rest) | (previous == self.unknown)
                 logits[:, self.hold] = logits[:, self.hold].masked_fill(nothing_sounds, float("-inf"))
+                if sampling.no_parallels:
+                    for upper in range(voice):
+                        forbidden = parallel_pitches(sounding[:, upper], now[:, upper], sounding[:, voice], n_pitches)
+                        logits[:, :n_pitches] = logits[:, :n_pitches].masked_fill(forbidden, float("-inf"))
                 choice = sampling.choose(logits, generator)
                 if known is not None and known_mask is not None:
                     choice = torch.where(known_mask[:, voice], known[:, step - given, voice].to(choice), choice)
                 tokens[:, at, voice] = choice
+                now[:, voice] = sounding_after(choice[:, None], sounding[:, voice:voice + 1], n_pitches)[:, 0]
+            sounding = now
         return tokens[:, STEPS_PER_MEASURE + given:]
