@@ -65,7 +65,7 @@ class Sampling:
 # The default decoding of a measure writer's checkpoint (`rmvae generate` and the
 # `default` mode of every evaluation): the candidate of benchmarks/decoding_choice.py whose
 # validation continuations are nearest Bach's statistics (docs/results.md, "Decoding").
-WRITER_DECODING = Sampling(temperature=0.8)
+WRITER_DECODING = Sampling(temperature=0.9, no_parallels=True)
 
 
 def default_sampling(module: RMVAEModule, seed: int = 0) -> Sampling:
