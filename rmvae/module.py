@@ -127,7 +127,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         k = self.config.loss.recon_inputs_measures
         if not self.training or not self.config.loss.recon_inputs or k == 0 or k >= measures:
             return None
-        if self.model.writer is not None and self.config.model.writer_context == "window":
+        if self.model.writes_window:
             return None  # its pass over the window reconstructs every input measure anyway
         # torch's global RNG, reseeded every step (rmvae.data.sampling.step_seed).
         return torch.rand(batch_size, measures, device=device).argsort(dim=1)[:, :k]
@@ -165,7 +165,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         beta, logs = self.beta(), {}
         recon_measures = self.recon_measure_sample(window.batch_size, window.measures, window.inputs.device)
         # A window writer decodes every term's target in one call (they share its pass over the window).
-        batched = self.model.writer is not None and self.config.model.writer_context == "window"
+        batched = self.model.writes_window
         terms = [(name, *self.term_output(window, name, voices, recon_measures, decode=not batched))
                  for name, voices in self.elbo_masks(window.batch_size, window.inputs.device)]
         if batched:
@@ -219,7 +219,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
                                          window.target_logvar, known, sample=self.training,
                                          reconstruct=cfg.recon_inputs and full, recon_measures=recon_measures,
                                          decode=decode, teacher=window.teacher, writer_context=window.writer_context)
-        if window.writer_context is None and self.config.model.writer_context == "window":
+        if window.writer_context is None and self.model.writes_window:
             window.writer_context = output.target_context
         return output, term_mask
 
@@ -230,7 +230,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         state = torch.stack([output.state for output in outputs])
         decoded = self.model.decode(z, state, window.target, window.writer_context)  # (n, B, V, S, ·)
         for i, output in enumerate(outputs):
-            output.prediction = Decoded(**{k: None if v is None else v[i] for k, v in vars(decoded).items()})
+            output.prediction = decoded.map(lambda value: value[i])
 
     def term_loss(self, window: Window, name: str, output: RMVAEOutput, term_mask: Tensor, beta: float,
                   recon_measures: Tensor | None, logs: dict[str, Tensor]) -> Tensor:
@@ -288,10 +288,10 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         target, target_mask = batch["target"], batch["target_mask"].bool()
         log_probs = self.model.window_log_probs(inputs, input_mask, target)  # (B, T + offset, V, S, C)
         measures = inputs.shape[1]
-        window_tokens = torch.cat([inputs, target.unsqueeze(1)], dim=1).long()  # (B, T + 1, V, S)
+        window_tokens = torch.cat([inputs, target.unsqueeze(1)], dim=1)  # (B, T + 1, V, S)
         window_mask = torch.cat([input_mask, target_mask.unsqueeze(1)], dim=1)  # (B, T + 1, V)
         scored = torch.cat([log_probs[:, :measures], log_probs[:, -1:]], dim=1)  # the gap is never scored
-        token_nll = -scored.gather(-1, window_tokens.unsqueeze(-1)).squeeze(-1).sum(-1)  # (B, T + 1, V)
+        token_nll = -scored.gather(-1, window_tokens.long().unsqueeze(-1)).squeeze(-1).sum(-1)  # (B, T + 1, V)
         token_nll = token_nll * window_mask
         prediction = self.model.measure_heads(log_probs[:, -1])
         output = RMVAEOutput(expert_mu=None, expert_logvar=None, state=None, prediction=prediction)
@@ -299,8 +299,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         total = token_nll.sum(dim=(1, 2)).mean()
         logs = {"recon_nll": target_nll.mean(), "recon": target_nll.mean(), "loss": total,
                 "window_nll_per_token": token_nll.sum() / (window_mask.sum() * STEPS_PER_MEASURE)}
-        truth = torch.cat([inputs, target.unsqueeze(1)], dim=1)
-        logs.update({k: v.mean() for k, v in self.music_terms(prediction, truth, window_mask).items()})
+        logs.update({k: v.mean() for k, v in self.music_terms(prediction, window_tokens, window_mask).items()})
         return total, logs, output
 
     def pure_prediction(self, output: RMVAEOutput, window: Window, known_target: bool) -> RMVAEOutput:
@@ -361,7 +360,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         # the state (and a writer's teacher tokens) broadcast over the K draws
         decoded = self.model.decode(z, output.state, target, output.target_context)
         expand = lambda x: x.expand(n_samples, *x.shape).reshape(-1, *x.shape[1:])  # noqa: E731
-        flat = Decoded(**{k: None if v is None else v.reshape(-1, *v.shape[2:]) for k, v in vars(decoded).items()})
+        flat = decoded.map(lambda value: value.reshape(-1, *value.shape[2:]))
         log_lik = -self.reconstruction(flat, expand(target), expand(target_mask)).reshape(n_samples, -1)  # (K, B)
         log_prior = losses.gaussian_log_density(z, output.prior_mu, output.prior_logvar)
         log_q = losses.gaussian_log_density(z, q_mu, q_logvar)

@@ -52,11 +52,9 @@ class StepMetrics:
         if self.config.model.kind == "autoregressive":  # greedy, the kept voices clamped
             predicted = self.model.write(inputs, input_mask, target, known_mask)
         else:
-            output = self.model(inputs, input_mask, target, known_mask, sample=False, reconstruct=False)
-            if self.config.model.writes:  # greedy from the mean latent, the kept voices clamped
-                predicted = self.model.write(output.target_mu, output.state, output.target_context, target, known_mask)
-            else:
-                predicted = self.model.decode_tokens(output.prediction)
+            # greedy from the mean latent, the kept voices known (a writer also hears them)
+            output = self.model(inputs, input_mask, target, known_mask, sample=False, reconstruct=False, decode=False)
+            predicted = self.model.write(output.target_mu, output.state, output.target_context, target, known_mask)
         hits = self.encoding.step_hits(predicted[:, voice], batch["target"][:, voice])
         return {"acc_fill": hits.float().mean()}
 

@@ -40,7 +40,7 @@ class _Predictor:
                              "are what a bar line updates); this one is the autoregressive baseline")
         if not model.encoding.monophonic:
             raise ValueError("the band player needs a model trained on the mono encoding")
-        if model.writer is not None and model.config.writer_context == "window":
+        if model.writes_window:
             raise ValueError("the band player caches each measure's experts; a writer that runs on over the whole "
                              "window is not cached: train the band's checkpoint with --model.writer_context=measure")
         if n_measures < 1:
@@ -81,7 +81,7 @@ class _Predictor:
         if self.offset != 1 or self.last is None:
             return None
         tokens, mask = self.last
-        return WriterContext(torch.where(mask.unsqueeze(-1), tokens, self.model.writer.unknown).unsqueeze(0))
+        return WriterContext(self.model.visible(tokens, mask).unsqueeze(0))
 
     @torch.inference_mode()
     def decode(self, z: Tensor | None, state: Tensor | None = None) -> np.ndarray:

@@ -32,6 +32,11 @@ class Decoded:
     activation_logits: Tensor | None = None
     duration: Tensor | None = None
 
+    def map(self, fn) -> "Decoded":
+        """``fn`` applied to every head this encoding has (the other fields stay None): reshape,
+        slice or pick measures of all heads at once."""
+        return Decoded(**{name: None if value is None else fn(value) for name, value in vars(self).items()})
+
 
 class Encoding(ABC):
     """How measures are written as tensors (see the module docstring).

@@ -20,6 +20,12 @@ from torch.nn import functional as F
 from rmvae.config import STEPS_PER_MEASURE, ModelConfig
 
 
+def pick_measures(x: Tensor, measures: Tensor) -> Tensor:
+    """``x[b, measures[b]]`` for every sample: ``(B, T, ...)`` and indices ``(B, k)`` → ``(B, k, ...)``."""
+    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+    return x[rows, measures]
+
+
 def relu_linear(in_features: int, out_features: int) -> nn.Linear:
     """A linear layer that feeds a ReLU, with He initialisation (He et al. 2015) and zero bias.
 

@@ -16,7 +16,7 @@ from rmvae.config import STEPS_PER_MEASURE, ModelConfig
 from rmvae.encodings import Decoded, Encoding, encoding_named
 from rmvae.model.decoders import ConvVoiceDecoder, FCVoiceDecoder, VoiceDecoder
 from rmvae.model.encoders import ConvVoiceEncoder, FCVoiceEncoder, VoiceEncoder
-from rmvae.model.layers import run_lstm
+from rmvae.model.layers import pick_measures, run_lstm
 from rmvae.model.poe import product_of_experts, recurrent_posteriors
 from rmvae.model.writer import MeasureWriter, TokenSampling, WriterContext
 from rmvae.model.writing import WritingMixin
@@ -53,12 +53,6 @@ class RMVAEOutput:
     target_expert_mu: Tensor | None = None  # (B, V, Z) experts of the target measure, if it was given
     target_expert_logvar: Tensor | None = None
     target_context: WriterContext | None = None  # what a measure writer writes the target after
-
-
-def pick_measures(x: Tensor, measures: Tensor) -> Tensor:
-    """``x[b, measures[b]]`` for every sample: ``(B, T, ...)`` and indices ``(B, k)`` → ``(B, k, ...)``."""
-    rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
-    return x[rows, measures]
 
 
 def states_before(states: Tensor) -> Tensor:
@@ -123,11 +117,6 @@ class _TargetLatent:
 def _truth(writing: Teacher | None) -> Tensor | None:
     """The target a measure writer scores (None when no writer reads tokens: factorised decoders)."""
     return None if writing is None else writing.target
-
-
-def _map_decoded(decoded: Decoded, fn) -> Decoded:
-    """``fn`` applied to every head of ``decoded`` that this encoding has (the others stay None)."""
-    return Decoded(**{name: None if value is None else fn(value) for name, value in vars(decoded).items()})
 
 
 class RMVAE(WritingMixin, nn.Module):
@@ -308,7 +297,7 @@ class RMVAE(WritingMixin, nn.Module):
                 raise ValueError("an autoregressive measure decoder scores given measures (teacher forcing); "
                                  "use RMVAE.write to generate one")
             decoded = self.write_inputs(flat, truth.reshape(-1, *truth.shape[-2:]), context)
-            return _map_decoded(decoded, lambda value: value.reshape(*lead, *value.shape[1:]))
+            return decoded.map(lambda value: value.reshape(*lead, *value.shape[1:]))
         outputs = [decoder(flat) for decoder in self.decoders]
         first = torch.stack([o[0] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][0].shape[1:])
         second = torch.stack([o[1] for o in outputs], dim=1).reshape(*lead, self.n_voices, *outputs[0][1].shape[1:])
@@ -456,8 +445,8 @@ class RMVAE(WritingMixin, nn.Module):
         """
         truth = _truth(writing)
         if reconstruct and window_recon is not None:
-            recon = window_recon if recon_measures is None else _map_decoded(
-                window_recon, lambda value: pick_measures(value, recon_measures))
+            recon = window_recon if recon_measures is None else window_recon.map(
+                lambda value: pick_measures(value, recon_measures))
             return recon, self.decode(target_z, temporal.last, truth, context) if decode else None
         if reconstruct:
             return self._decode_measures_and_target(z, temporal, target_z, input_mask, recon_measures, writing,
@@ -483,8 +472,8 @@ class RMVAE(WritingMixin, nn.Module):
         decoded = self.decode_inputs(torch.cat([rearrange(recon_input, "b t f -> (b t) f"), target_input]),
                                      measures_truth, measures_context)
         n_inputs = batch * n_recon
-        recon = _map_decoded(decoded, lambda value: value[:n_inputs].reshape(batch, n_recon, *value.shape[1:]))
-        return recon, _map_decoded(decoded, lambda value: value[n_inputs:])
+        recon = decoded.map(lambda value: value[:n_inputs].reshape(batch, n_recon, *value.shape[1:]))
+        return recon, decoded.map(lambda value: value[n_inputs:])
 
     @torch.no_grad()
     def predictive_marginal(self, mu: Tensor, logvar: Tensor, state: Tensor, n_samples: int,

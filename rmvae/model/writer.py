@@ -246,13 +246,15 @@ class MeasureWriter(nn.Module):
             _, state = self.lstm(self._step_inputs(sequence, cond, 0, given), state)
         tokens = torch.cat([sequence, sequence.new_full((len(sequence), n_new, self.n_voices), self.unknown)], dim=1)
         n_pitches = self.rest
-        sounding = tokens.new_full((len(tokens), self.n_voices), -1)  # (N, V) pitch sounding after each step
-        for at in range(STEPS_PER_MEASURE + given):
-            sounding = sounding_after(tokens[:, at], sounding, n_pitches)
+        # The pitch each voice sounds after each step (N, V): needed only to avoid parallels.
+        sounding = tokens.new_full((len(tokens), self.n_voices), -1)
+        if sampling.no_parallels:
+            for at in range(STEPS_PER_MEASURE + given):
+                sounding = sounding_after(tokens[:, at], sounding, n_pitches)
         for step in range(given, given + n_new):
             hidden, state = self._lstm_step(self._step_inputs(tokens, cond, step, 1)[:, 0], state)  # (N, H)
             at = STEPS_PER_MEASURE + step
-            now = sounding.clone()
+            now = sounding.clone() if sampling.no_parallels else sounding
             for voice in range(self.n_voices):
                 logits = self._head(voice, hidden, tokens[:, at])
                 previous = tokens[:, at - 1, voice]
@@ -266,6 +268,7 @@ class MeasureWriter(nn.Module):
                 if known is not None and known_mask is not None:
                     choice = torch.where(known_mask[:, voice], known[:, step - given, voice].to(choice), choice)
                 tokens[:, at, voice] = choice
-                now[:, voice] = sounding_after(choice[:, None], sounding[:, voice:voice + 1], n_pitches)[:, 0]
+                if sampling.no_parallels:
+                    now[:, voice] = sounding_after(choice[:, None], sounding[:, voice:voice + 1], n_pitches)[:, 0]
             sounding = now
         return tokens[:, STEPS_PER_MEASURE + given:]

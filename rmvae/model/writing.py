@@ -23,11 +23,17 @@ from torch import Tensor
 
 from rmvae.config import STEPS_PER_MEASURE
 from rmvae.encodings import Decoded
+from rmvae.model.layers import pick_measures
 from rmvae.model.writer import TokenSampling, WriterContext, as_mono_decoded
 
 
 class WritingMixin:
     """Teacher forcing and generation through ``self.writer`` (see the module docstring)."""
+
+    @property
+    def writes_window(self) -> bool:
+        """A measure writer that runs on over the window (``model.writer_context="window"``)."""
+        return self.writer is not None and self.config.writer_context == "window"
 
     def unknown_like(self, tokens: Tensor) -> Tensor:
         """Tokens nobody knows, shaped like ``tokens`` (the writer's unknown class)."""
@@ -85,8 +91,7 @@ class WritingMixin:
         earlier = torch.cat([self.unknown_like(visible[:, :1]), visible[:, :-1]], dim=1)  # (B, T, V, S)
         truth = inputs
         if recon_measures is not None:
-            rows = torch.arange(len(inputs), device=inputs.device).unsqueeze(1)
-            truth, earlier = inputs[rows, recon_measures], earlier[rows, recon_measures]
+            truth, earlier = pick_measures(inputs, recon_measures), pick_measures(earlier, recon_measures)
         return (rearrange(truth, "b t v s -> (b t) v s"),
                 WriterContext(torch.cat([rearrange(earlier, "b t v s -> (b t) v s"), target_context.previous])))
 
