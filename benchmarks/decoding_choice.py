@@ -36,13 +36,18 @@ TOLERANCES = {"distinct_pitches_per_voice": ("rel", 0.10), "note_length_entropy"
               "out_of_range_share": ("abs", 0.01)}
 
 
-def candidates() -> dict[str, Sampling]:
+def candidates(temperatures=(0.8, 0.9, 1.0), top_ps=(0.9, 0.95, 1.0), latents=(0.0, 1.0),
+               penalties=(0.0,)) -> dict[str, Sampling]:
+    """Greedy and every combination of token temperature, nucleus, latent temperature and
+    dissonance penalty λ (the name shows λ only where it is not 0)."""
     modes = {"greedy": Sampling()}
-    for latent in (0.0, 1.0):
-        for temperature in (0.8, 0.9, 1.0):
-            for top_p in (0.9, 0.95, 1.0):
-                modes[f"T={temperature} p={top_p} τ={latent:g}"] = Sampling(temperature=temperature, top_p=top_p,
-                                                                          latent_temperature=latent)
+    for penalty in penalties:
+        for latent in latents:
+            for temperature in temperatures:
+                for top_p in top_ps:
+                    name = f"T={temperature} p={top_p} τ={latent:g}" + (f" λ={penalty:g}" if penalty else "")
+                    modes[name] = Sampling(temperature=temperature, top_p=top_p, latent_temperature=latent,
+                                           dissonance_penalty=penalty)
     return modes
 
 
@@ -59,6 +64,12 @@ def distance_to_bach(results: dict[str, float], mode: str) -> float:
 def main() -> None:
     parser = checkpoints_parser(__doc__, "val")
     parser.add_argument("--no-parallels", action="store_true", help="every decoding forbids parallel fifths/octaves")
+    parser.add_argument("--temperatures", type=float, nargs="+", default=[0.8, 0.9, 1.0])
+    parser.add_argument("--top-ps", type=float, nargs="+", default=[0.9, 0.95, 1.0])
+    parser.add_argument("--latent-temperatures", type=float, nargs="+", default=[0.0, 1.0])
+    parser.add_argument("--dissonance-penalties", type=float, nargs="+", default=[0.0], metavar="NATS",
+                        help="the candidates' dissonance penalties λ (rmvae generate --dissonance-penalty)")
+    parser.add_argument("--name", default="", help="suffix of the result file's name")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -68,7 +79,8 @@ def main() -> None:
             parser.error(f"{path} has a factorised decoder: its default decoding is greedy (nucleus sampling needs "
                          f"a measure writer)")
         datamodule = test_datamodule(module)
-        modes = {name: replace(sampling, no_parallels=args.no_parallels) for name, sampling in candidates().items()}
+        grid = candidates(args.temperatures, args.top_ps, args.latent_temperatures, args.dissonance_penalties)
+        modes = {name: replace(sampling, no_parallels=args.no_parallels) for name, sampling in grid.items()}
         if not module.model.has_latents:  # the autoregressive baseline has no latent to draw
             modes = {name: sampling for name, sampling in modes.items() if sampling.latent_temperature == 0}
         factories = {name: mode_factory(module, sampling) for name, sampling in modes.items()}
@@ -89,8 +101,8 @@ def main() -> None:
              f"most like Bach on the {args.split} split: {best} (distance {summary.loc[best, 'distance']:.2f} "
              f"tolerances, mean over {len(args.checkpoints)} checkpoint(s))",
              f"rmvae.tasks.WRITER_DECODING today: T={WRITER_DECODING.temperature} p={WRITER_DECODING.top_p} "
-             f"τ={WRITER_DECODING.latent_temperature:g}"]
-    suffix = "_no_parallels" if args.no_parallels else ""
+             f"τ={WRITER_DECODING.latent_temperature:g} λ={WRITER_DECODING.dissonance_penalty:g}"]
+    suffix = ("_no_parallels" if args.no_parallels else "") + (f"_{args.name}" if args.name else "")
     publish(lines, Path(__file__).parent / "results" / f"decoding_choice_{args.split}{suffix}.txt")
 
 

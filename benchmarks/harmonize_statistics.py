@@ -41,7 +41,8 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int,
         melody = real[:, :1]
         draws_rows = []
         for draw in range(draws):
-            sampling = replace(default_sampling(module, seed=draw), no_parallels=no_parallels)
+            default = default_sampling(module, seed=draw)
+            sampling = replace(default, no_parallels=no_parallels or default.no_parallels)
             generated = Generator(module, sampling).harmonize(melody, 0, piece.key_shift).measures
             assert np.array_equal(generated[:, 0], real[:, 0]), "the melody must come out unchanged"
             notes = module.encoding.to_notes(generated, module.pitch_range)
@@ -55,7 +56,8 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int,
 def main() -> None:
     parser = checkpoints_parser(__doc__, "test")
     parser.add_argument("--measures", type=int, default=16)
-    parser.add_argument("--no-parallels", action="store_true", help="every decoding forbids parallel fifths/octaves")
+    parser.add_argument("--no-parallels", action="store_true",
+                        help="forbid parallel fifths/octaves even where the default decoding allows them")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = [f"harmonize the soprano of the {args.split} chorales of ≥ {args.measures} measures, "
@@ -63,8 +65,9 @@ def main() -> None:
     for path in args.checkpoints:
         module = load_checkpoint(path)
         bach, model = harmonize_rows(module, args.split, args.measures, args.draws, args.no_parallels)
-        lines.append(f"{path}: {len(bach)} chorales, decoding "
-                     f"{replace(default_sampling(module), no_parallels=args.no_parallels)}")
+        decoding = default_sampling(module)
+        decoding = replace(decoding, no_parallels=args.no_parallels or decoding.no_parallels)
+        lines.append(f"{path}: {len(bach)} chorales, decoding {decoding}")
         for statistic in STATISTICS:
             cells = []
             for rows in (bach, model):

@@ -42,6 +42,7 @@ class Sampling:
     latent_temperature: float = 0.0
     top_p: float | None = None
     no_parallels: bool = False  # a measure writer never draws a parallel fifth or octave
+    dissonance_penalty: float = 0.0  # nats off a writer's token per voice it clashes with (TokenSampling)
 
     def __post_init__(self):
         if not self.temperature >= 0:  # also refuses NaN
@@ -52,11 +53,13 @@ class Sampling:
             raise TaskError(f"--top-k must be at least 1; got {self.top_k}")
         if self.top_p is not None and not 0 < self.top_p <= 1:
             raise TaskError(f"--top-p must be in (0, 1]; got {self.top_p}")
+        if not self.dissonance_penalty >= 0:
+            raise TaskError(f"--dissonance-penalty must be ≥ 0 (0 = off); got {self.dissonance_penalty}")
 
     @property
     def tokens(self) -> TokenSampling:
         """How each token is drawn (:class:`rmvae.model.writer.TokenSampling`)."""
-        return TokenSampling(self.temperature, self.top_k, self.top_p, self.no_parallels)
+        return TokenSampling(self.temperature, self.top_k, self.top_p, self.no_parallels, self.dissonance_penalty)
 
     def generator(self) -> torch.Generator | None:
         return torch.Generator().manual_seed(self.seed) if self.temperature > 0 or self.latent_temperature > 0 else None

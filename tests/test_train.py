@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from rmvae.config import Config, DataConfig, LossConfig, ModelConfig, TrainConfig, apply_overrides
+from rmvae.config import Config, ConfigError, DataConfig, LossConfig, ModelConfig, TrainConfig, apply_overrides
 from rmvae.data.datamodule import ChoraleDataModule
 from rmvae.module import RMVAEModule, TrainingDiverged, load_module
 from rmvae.train import train
@@ -117,6 +117,11 @@ def test_train_cli_flags_and_dotted_overrides(tmp_path):
     assert (config.model.size, config.model.rpoe, config.model.z_dim) == ("big", False, 64)
     assert (config.loss.scale, config.loss.rhythm, config.loss.harmony, config.loss.n_subsets) == (False, False, True, 3)
     assert config.data.offset == 2
+    # the band's offset writes each measure after the one before it (a window writer cannot)
+    assert config.model.writer_context == "measure"
+    args, extra = parser.parse_known_args(["--out", str(tmp_path), "--offset", "2", "--model.writer_context=window"])
+    with pytest.raises(ConfigError, match="writer_context=measure"):
+        config_from_args(args, extra)
 
 
 @pytest.mark.slow

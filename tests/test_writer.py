@@ -233,3 +233,56 @@ def test_no_parallels_never_draws_one():
                            generator=torch.Generator().manual_seed(1))
     assert count_parallels(free, n_pitches) > 20  # the test can fail: unconstrained draws have them
     assert count_parallels(strict, n_pitches) == 0
+
+
+def test_dissonant_counts_by_hand():
+    from rmvae.model.writer import dissonant_counts
+
+    # against C (0) and G (7): C# clashes with both (a semitone, a tritone), D with C only (a tone
+    # against C, a fourth below G), E with neither, C an octave up with neither, B with C (a major
+    # seventh) and with nothing else (a major third above G)
+    counts = dissonant_counts(torch.tensor([[0, 7]]), 24)[0]
+    assert [counts[p].item() for p in (1, 2, 4, 12, 11)] == [2, 1, 0, 0, 1]
+    # a voice sounding nothing (−1) clashes with nothing
+    assert not dissonant_counts(torch.tensor([[-1, -1]]), 24).any()
+
+
+def test_dissonance_penalty_divides_each_clash_by_e_to_the_lambda():
+    """Voice 1's logits after the constraint are its own minus λ × the clashes with voice 0, a
+    held note's clash included, the rest and the other pitches untouched."""
+    n_pitches = 12
+    writer = MeasureWriter(2, n_pitches + 2, 0, width=8, embed=4).eval()
+    logits = torch.zeros(1, n_pitches + 2)
+    before = torch.tensor([[5, 1]])  # voice 1 sounded C# before: holding it keeps C# sounding
+    now = torch.tensor([[0, -1]])  # voice 0 has just written C
+    writer._constrain(logits, 1, before, now, TokenSampling(temperature=1.0, dissonance_penalty=1.5))
+    expected = torch.zeros(n_pitches + 2)
+    expected[[1, 2, 6, 10, 11]] = -1.5  # C#, D, F#, B♭, B against C
+    expected[n_pitches + 1] = -1.5  # the hold: C# against C
+    assert torch.equal(logits[0], expected)
+    # the first voice written at a step hears nobody: nothing changes
+    first = torch.zeros(1, n_pitches + 2)
+    writer._constrain(first, 0, before, now, TokenSampling(temperature=1.0, dissonance_penalty=1.5))
+    assert not first.any()
+
+
+def test_dissonance_penalty_lowers_the_clashes_drawn():
+    from rmvae.model.writer import dissonant_counts
+
+    torch.manual_seed(5)
+    n_pitches = 12
+    writer = MeasureWriter(2, n_pitches + 2, 0, width=8, embed=4).eval()
+    start = torch.full((256, STEPS_PER_MEASURE, 2), n_pitches + 2)
+
+    def clashes(penalty: float) -> int:
+        tokens = writer.sample(start, None, 16, TokenSampling(temperature=1.0, dissonance_penalty=penalty),
+                               generator=torch.Generator().manual_seed(1))
+        new = (tokens < n_pitches)
+        pitches = torch.where(new, tokens, torch.full_like(tokens, -1))  # new notes only
+        both = new.all(dim=-1)
+        counts = dissonant_counts(pitches[..., :1].reshape(-1, 1), n_pitches)
+        return int(counts.gather(1, pitches[..., 1].reshape(-1, 1).clamp(min=0))[both.reshape(-1)].sum())
+
+    free, penalised = clashes(0.0), clashes(3.0)
+    assert free > 50  # random weights clash often: the test can fail
+    assert penalised < free / 4

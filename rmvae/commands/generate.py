@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-parallels", action="store_true",
                         help="never draw a pitch that makes parallel fifths or octaves with a voice already written "
                              "at the same step (autoregressive decoders only)")
+    parser.add_argument("--dissonance-penalty", type=float, default=None, metavar="NATS",
+                        help="lower a token's log-probability by this much for every voice already written at the "
+                             "step it would clash with (second, tritone, seventh); 0 = off (autoregressive decoders only)")
     parser.add_argument("--seed", type=int, default=0, help="seed of sampling and noise")
     parser.add_argument("--pickup", type=float, default=0.0, metavar="BEATS", help="pickup length of a MIDI input")
     parser.add_argument("--tempo", type=float, help="tempo of the output (default: the input's, or 120)")
@@ -100,7 +103,8 @@ def sampling_of(args, module):
     from rmvae.tasks import default_sampling
 
     given = {"temperature": args.temperature, "latent_temperature": args.latent_temperature, "top_k": args.top_k,
-             "top_p": args.top_p, "no_parallels": args.no_parallels or None}
+             "top_p": args.top_p, "no_parallels": args.no_parallels or None,
+             "dissonance_penalty": args.dissonance_penalty}
     return replace(default_sampling(module, args.seed), **{k: v for k, v in given.items() if v is not None})
 
 

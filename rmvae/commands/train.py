@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--harmony", action=argparse.BooleanOptionalAction, default=None, help="harmony loss")
     parser.add_argument("--transpose", action=argparse.BooleanOptionalAction, default=None,
                         help="transpose pieces to C major / A minor")
-    parser.add_argument("--offset", type=int, choices=OFFSETS, help="predict measure t+1 or t+2 (band player)")
+    parser.add_argument("--offset", type=int, choices=OFFSETS,
+                        help="predict measure t+1 or t+2 (the band player's; it also sets model.writer_context=measure: "
+                             "the band writes each measure after the one before it)")
     parser.add_argument("--n-measures", type=int, help="input window length in measures")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--max-epochs", type=int)
@@ -65,6 +67,8 @@ def config_from_args(args, extra: list[str]) -> Config:
     if args.profile:
         config = apply_overrides(config, profile_overrides(args.profile))
     overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
+    if args.offset == 2:  # a --model.writer_context given too still wins (dotted overrides come last)
+        overrides["model.writer_context"] = "measure"
     if args.scale_rhythm is not None:
         overrides["loss.scale"] = overrides["loss.rhythm"] = args.scale_rhythm
     if args.no_wandb:

@@ -109,9 +109,9 @@ class WritingMixin:
         known voices in.
         """
         if self.writer is None:
-            if sampling.top_p is not None or sampling.no_parallels:
-                raise ValueError("top-p (nucleus) sampling and --no-parallels need an autoregressive measure "
-                                 "decoder; this checkpoint's decoder is factorised: use --top-k")
+            if sampling.top_p is not None or sampling.tracks_sounding:
+                raise ValueError("top-p (nucleus) sampling, --no-parallels and --dissonance-penalty need an "
+                                 "autoregressive measure decoder; this checkpoint's decoder is factorised: use --top-k")
             tokens = self.decode_tokens(self.decode(z, state), sampling.temperature, sampling.top_k, generator)
         else:
             x = self.decoder_input(z, state)
