@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", required=True, help="grid name (a folder of --out)")
     parser.add_argument("--out", type=Path, default=Path("reports"), help="output root (default reports/)")
     parser.add_argument("--aggregate", action="store_true", help="rebuild the tables from the run folders first")
+    parser.add_argument("--publish", type=Path, metavar="ROOT",
+                        help="also copy the report, tables, figures and samples to ROOT/<grid>/ (e.g. docs/results)")
     args = parser.parse_args(argv)
     grid_dir = args.out / args.grid
     if not (grid_dir / runfolder.GRID_JSON).exists() and not (grid_dir / runfolder.RUNS).is_dir():
@@ -238,6 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     path = build(grid_dir, refresh=args.aggregate)
     print(f"report: {path}")
+    if args.publish:
+        from reports.publish import publish
+
+        print(f"published: {publish(grid_dir, args.publish)}")
     return 0
 
 

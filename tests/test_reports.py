@@ -507,3 +507,20 @@ def test_thesis_claim_without_enough_runs_and_without_a_claim(tmp_path):
     report, section = _thesis_report(make_claim_folder(tmp_path / "t", values, "transpose", "transposed"))
     assert section.strip() == ("The thesis stated no conclusion for `transpose` (it compared its arms in listener "
                                "polls only): there is no claim to check here.")
+
+
+def test_publish_copies_the_report_without_runs_and_checkpoints(built, tmp_path):
+    from reports.publish import RUNS_LINK, publish
+
+    grid_dir, _ = built
+    assert RUNS_LINK in (grid_dir / "report.md").read_text()  # the link publish rewrites is the report's
+    target = publish(grid_dir, tmp_path / "results")
+    assert target == tmp_path / "results" / grid_dir.name
+    published = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert "report.md" in published and "final.csv" in published and "summary.csv" in published
+    assert not any(name.startswith("runs") for name in published)  # neither runs.csv nor run folders
+    report = (target / "report.md").read_text()
+    for link in re.findall(r"\]\(([^)]+)\)", report):
+        assert (target / link).exists(), link  # every link of the published copy resolves
+    for figure in (grid_dir / "figures").glob("*.png"):
+        assert (target / "figures" / figure.name).read_bytes() == figure.read_bytes()
