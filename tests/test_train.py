@@ -117,6 +117,13 @@ def test_train_cli_flags_and_dotted_overrides(tmp_path):
     assert (config.model.size, config.model.rpoe, config.model.z_dim) == ("big", False, 64)
     assert (config.loss.scale, config.loss.rhythm, config.loss.harmony, config.loss.n_subsets) == (False, False, True, 3)
     assert config.data.offset == 2
+    args, extra = parser.parse_known_args(["--out", str(tmp_path), "--profile", "cpu", "--thesis-design", "--lr", "0.01"])
+    thesis = config_from_args(args, extra)
+    assert (thesis.model.encoder, thesis.model.measure_decoder, thesis.loss.free_bits) == ("rnn", "factorised", 0.0)
+    assert thesis.loss.harmony_weights == (0.01, 0.01, 0.01) and thesis.train.lr == 0.01  # flags still win
+    from rmvae.profiles import PROFILES
+
+    assert thesis.train.max_steps == PROFILES["cpu"]["train.max_steps"]  # the profile stays
     # the band's offset writes each measure after the one before it (a window writer cannot)
     assert config.model.writer_context == "measure"
     args, extra = parser.parse_known_args(["--out", str(tmp_path), "--offset", "2", "--model.writer_context=window"])

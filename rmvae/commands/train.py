@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from rmvae.config import ENCODERS, ENCODINGS, OFFSETS, PRECISIONS, SIZES, Config, apply_overrides
-from rmvae.profiles import PROFILES, profile_overrides, profiles_help
+from rmvae.profiles import PROFILES, THESIS_DESIGN, profile_overrides, profiles_help
 
 FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
     "source": "data.source", "transpose": "data.transpose", "offset": "data.offset", "encoding": "data.encoding",
@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", choices=list(PROFILES),
                         help=f"a training budget shared with the ablation grids: {profiles_help()}; "
                              "flags and --section.key=value still override it")
+    parser.add_argument("--thesis-design", action="store_true",
+                        help="the thesis's model and objective (rmvae.profiles.THESIS_DESIGN: RNN encoders, factorised "
+                             "decoders, N(0, I) priors, lr 1e-3, …) instead of the default design")
     parser.add_argument("--source", help="'bach' or a folder of MIDI files")
     parser.add_argument("--size", choices=list(SIZES))
     parser.add_argument("--encoder", choices=ENCODERS)
@@ -66,6 +69,8 @@ def config_from_args(args, extra: list[str]) -> Config:
         config = Config.from_dict(json.loads(path.read_text()))
     if args.profile:
         config = apply_overrides(config, profile_overrides(args.profile))
+    if args.thesis_design:
+        config = apply_overrides(config, THESIS_DESIGN)
     overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
     if args.offset == 2:  # a --model.writer_context given too still wins (dotted overrides come last)
         overrides["model.writer_context"] = "measure"
