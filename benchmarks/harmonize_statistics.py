@@ -27,8 +27,8 @@ from rmvae.tasks import Generator, default_sampling
 GOALS = "dissonance within 10 % of Bach's, parallel_perfects_per_note ≤ 0.005, out_of_range_share ≤ 0.01"
 
 
-def harmonize_rows(module, split: str, n_measures: int, draws: int,
-                   no_parallels: bool = False) -> tuple[list[dict], list[dict]]:
+def harmonize_rows(module, split: str, n_measures: int, draws: int, no_parallels: bool = False,
+                   dissonance_penalty: float | None = None) -> tuple[list[dict], list[dict]]:
     """Per chorale: Bach's statistics and the mean over draws of the harmonization's."""
     datamodule = test_datamodule(module)
     bach_rows, model_rows = [], []
@@ -41,8 +41,10 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int,
         melody = real[:, :1]
         draws_rows = []
         for draw in range(draws):
-            default = default_sampling(module, seed=draw)
-            sampling = replace(default, no_parallels=no_parallels or default.no_parallels)
+            default = default_sampling(module, seed=draw, task="harmonize")
+            sampling = replace(default, no_parallels=no_parallels or default.no_parallels,
+                               dissonance_penalty=default.dissonance_penalty if dissonance_penalty is None
+                               else dissonance_penalty)
             generated = Generator(module, sampling).harmonize(melody, 0, piece.key_shift).measures
             assert np.array_equal(generated[:, 0], real[:, 0]), "the melody must come out unchanged"
             notes = module.encoding.to_notes(generated, module.pitch_range)
@@ -58,15 +60,20 @@ def main() -> None:
     parser.add_argument("--measures", type=int, default=16)
     parser.add_argument("--no-parallels", action="store_true",
                         help="forbid parallel fifths/octaves even where the default decoding allows them")
+    parser.add_argument("--dissonance-penalty", type=float, default=None, metavar="NATS",
+                        help="the decoding's dissonance penalty instead of the default's (rmvae generate's option)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     lines = [f"harmonize the soprano of the {args.split} chorales of ≥ {args.measures} measures, "
              f"{args.draws} draws each (default decoding); mean [95 % t-interval over chorales]. Goals: {GOALS}"]
     for path in args.checkpoints:
         module = load_checkpoint(path)
-        bach, model = harmonize_rows(module, args.split, args.measures, args.draws, args.no_parallels)
-        decoding = default_sampling(module)
+        bach, model = harmonize_rows(module, args.split, args.measures, args.draws, args.no_parallels,
+                                     args.dissonance_penalty)
+        decoding = default_sampling(module, task="harmonize")
         decoding = replace(decoding, no_parallels=args.no_parallels or decoding.no_parallels)
+        if args.dissonance_penalty is not None:
+            decoding = replace(decoding, dissonance_penalty=args.dissonance_penalty)
         lines.append(f"{path}: {len(bach)} chorales, decoding {decoding}")
         for statistic in STATISTICS:
             cells = []
@@ -74,7 +81,8 @@ def main() -> None:
                 mean, low, high = mean_ci([row[statistic] for row in rows])
                 cells.append(f"{mean:.4f} [{low:.4f}, {high:.4f}]")
             lines.append(f"  {statistic:28s} bach {cells[0]:28s} model {cells[1]}")
-    suffix = "_no_parallels" if args.no_parallels else ""
+    suffix = ("_no_parallels" if args.no_parallels else "") + \
+        (f"_penalty{args.dissonance_penalty:g}" if args.dissonance_penalty is not None else "")
     publish(lines, Path(__file__).parent / "results" / f"harmonize_statistics_{args.split}{suffix}.txt")
 
 

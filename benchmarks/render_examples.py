@@ -58,7 +58,8 @@ def main() -> None:
     generator = Generator(module, sampling)
     start = Piece(real[:SEED_MEASURES], np.zeros((SEED_MEASURES, module.n_voices), bool), piece.key_shift)
     continued = generator.complete(start, NEW_MEASURES)
-    harmonized = Generator(module, sampling).harmonize(real[:, :1], 0, piece.key_shift)
+    harmonizing = default_sampling(module, args.seed, "harmonize")
+    harmonized = Generator(module, harmonizing).harmonize(real[:, :1], 0, piece.key_shift)
     bach_notes = module.encoding.to_notes(real, module.pitch_range)
     rows = {"bach, measures 9–16": musical_statistics(bach_notes, module.n_voices, SEED_MEASURES, NEW_MEASURES,
                                                        key_shift=piece.key_shift),
@@ -70,7 +71,7 @@ def main() -> None:
             "harmonization": write_example(module, harmonized.measures, harmonized.generated, piece,
                                            args.out / "harmonization.mid",
                                            f"{piece.name}: Bach's soprano, alto, tenor and bass written", args.seconds)}
-    print(f"{piece.name}, decoding {sampling}")
+    print(f"{piece.name}, decoding {sampling}; harmonization {harmonizing}")
     print(f"{'':22s}" + " ".join(f"{s[:12]:>12s}" for s in STATISTICS))
     for name, row in rows.items():
         print(f"{name:22s}" + " ".join(f"{row[s]:12.4f}" for s in STATISTICS))

@@ -10,6 +10,7 @@ same measure whatever its latent, so what the model is *shown* is checked where 
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -409,3 +410,17 @@ def test_interpolation_blends_the_pieces_posterior_means(request, design, choral
         alone = torch.zeros(3, model.state_size)
         np.testing.assert_array_equal(result.measures[:3], model.decode_tokens(model.decode(mu_a, alone)).numpy())
         np.testing.assert_array_equal(result.measures[9:], model.decode_tokens(model.decode(mu_b, alone)).numpy())
+
+
+def test_each_task_gets_its_default_decoding():
+    from types import SimpleNamespace
+
+    from rmvae.tasks import TASK_DECODING, WRITER_DECODING, Sampling, default_sampling
+
+    writer = SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(writes=True)))
+    factorised = SimpleNamespace(config=SimpleNamespace(model=SimpleNamespace(writes=False)))
+    harmonize = default_sampling(writer, seed=3, task="harmonize")
+    assert harmonize.seed == 3 and harmonize.dissonance_penalty == TASK_DECODING["harmonize"].dissonance_penalty > 0
+    assert harmonize.temperature == WRITER_DECODING.temperature and harmonize.no_parallels
+    assert default_sampling(writer, seed=3, task="complete") == replace(WRITER_DECODING, seed=3)
+    assert default_sampling(factorised, seed=3, task="harmonize") == Sampling(seed=3)  # greedy

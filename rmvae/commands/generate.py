@@ -105,7 +105,7 @@ def sampling_of(args, module):
     given = {"temperature": args.temperature, "latent_temperature": args.latent_temperature, "top_k": args.top_k,
              "top_p": args.top_p, "no_parallels": args.no_parallels or None,
              "dissonance_penalty": args.dissonance_penalty}
-    return replace(default_sampling(module, args.seed), **{k: v for k, v in given.items() if v is not None})
+    return replace(default_sampling(module, args.seed, args.task), **{k: v for k, v in given.items() if v is not None})
 
 
 def run(args) -> int:
