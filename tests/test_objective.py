@@ -347,37 +347,40 @@ def test_training_summary_warns_only_when_no_unit_is_active(tmp_path):
     assert collapse_warning({"val/nll": 60.0}) is None  # a direct predictor has no latent units
 
 
-def test_state_carries_the_last_measures_experts_and_old_checkpoints_keep_theirs():
-    """With the skip, the state after measure t ends with measure t's expert means (voices side by
-    side, absent voices zero); a stored config from before the skip existed builds the old model."""
-    from rmvae.config import ModelConfig, with_added_fields
-    from rmvae.model.rmvae import RMVAE
+def test_old_configs_load_where_this_version_computes_what_they_did():
+    """A stored config from before a field existed gets the field's old value; a removed field at
+    the value this version always computes is dropped, at any other value it is refused; a music
+    loss switched off by the old boolean reads as weight 0."""
+    from rmvae.config import REMOVED_FIELDS, ConfigError, upgrade_stored
 
-    torch.manual_seed(0)
-    model = RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=4, skip_last_measure=True), n_voices=2, n_pitches=5,
-                  encoding="mono").eval()
-    inputs = torch.randint(0, 7, (3, 4, 2, 16))
-    mask = torch.ones(3, 4, 2, dtype=torch.bool)
-    mask[0, -1, 1] = False
-    with torch.no_grad():
-        mu, logvar = model.encode(model.features(inputs))
-        _, _, state = model.predict_from_experts(mu, logvar, mask)
-    expected = (mu[:, -1] * mask[:, -1].unsqueeze(-1)).reshape(3, 8)
-    assert model.state_size == model.temporal.hidden_size + 8
-    assert torch.equal(state[:, -8:], expected) and not state[0, -4:].any()
-
+    assert upgrade_stored(Config().to_dict()) == Config().to_dict()
     old = Config().to_dict()
-    del old["model"]["skip_last_measure"]
-    assert Config.from_dict(with_added_fields(old)).model.skip_last_measure is False
-    assert with_added_fields(Config().to_dict()) == Config().to_dict()
+    del old["model"]["measure_decoder"]
+    assert Config.from_stored(old).model.measure_decoder == "factorised"
+
+    for key, kept in REMOVED_FIELDS.items():
+        section, name = key.split(".")
+        stored = Config().to_dict()
+        stored[section][name] = kept
+        assert Config.from_stored(stored) == Config()
+    stored = Config().to_dict()
+    stored["model"]["skip_last_measure"] = False
+    assert Config.from_stored(stored) == Config()
+    stored["model"]["skip_last_measure"] = True
+    with pytest.raises(ConfigError, match=r"model\.skip_last_measure=True: this version of rmvae no longer supports it"):
+        Config.from_stored(stored)
+
+    stored = Config().to_dict()
+    stored["loss"].update(harmony=False, scale=False, rhythm=True)
+    loss = Config.from_stored(stored).loss
+    assert loss.harmony_weights == (0.0, 0.0, 0.0) and loss.scale_weight == 0.0
+    assert loss.rhythm_weight == LossConfig().rhythm_weight
 
 
-@pytest.mark.parametrize("subset_inputs", ["subset", "all"])
-def test_subset_terms_read_the_past_the_setting_names(subset_inputs):
-    """"subset": a one-voice term hides the other voice in every input measure (the thesis's
-    sub-sampled ELBO); "all": it reads both voices of the past and knows only its own voice of
-    the target, the setup the fill task predicts in."""
-    module = make_module(voices=2, loss={"subset_inputs": subset_inputs}).train()
+def test_subset_terms_read_only_their_voices_of_the_past():
+    """A one-voice term hides the other voice in every input measure and knows only its own voice
+    of the target (the thesis's sub-sampled ELBO)."""
+    module = make_module(voices=2).train()
     batch = random_batch(voices=2)
     seen = []
     original = module.model.from_experts
@@ -392,10 +395,7 @@ def test_subset_terms_read_the_past_the_setting_names(subset_inputs):
     voice0_inputs, voice0_known = seen[1]  # terms: full, voice0, voice1, random subsets
     full_inputs = batch["input_mask"]
     assert torch.equal(voice0_known, batch["target_mask"] & torch.tensor([True, False]))
-    if subset_inputs == "all":
-        assert torch.equal(voice0_inputs, full_inputs)
-    else:
-        assert torch.equal(voice0_inputs, full_inputs & torch.tensor([True, False])) and not voice0_inputs[..., 1].any()
+    assert torch.equal(voice0_inputs, full_inputs & torch.tensor([True, False])) and not voice0_inputs[..., 1].any()
 
 
 def test_fill_accuracy_sees_the_filled_voice_in_the_past_and_the_others_in_the_target():
@@ -416,3 +416,17 @@ def test_fill_accuracy_sees_the_filled_voice_in_the_past_and_the_others_in_the_t
     input_mask, target_mask = calls[0]
     assert torch.equal(input_mask, batch["input_mask"].bool())
     assert torch.equal(target_mask, batch["target_mask"].bool() & torch.tensor([True, False]))
+
+
+def test_a_music_loss_of_weight_zero_is_off_but_still_logged():
+    """Weight 0 is the only off switch: the term leaves the objective (a NaN in it cannot reach the
+    loss; the weighted harmony term is not even computed), and its value is still logged."""
+    module = make_module(voices=2, loss={"scale_weight": 0.0, "rhythm_weight": 0.0,
+                                         "harmony_weights": (0.0, 0.0, 0.0)})
+    music = {"scale": torch.tensor(float("nan")), "rhythm": torch.tensor(float("nan"))}
+    assert module.weighted_music(music) == 0
+    _, logs, _ = module.model_step(random_batch(voices=2), "val")
+    assert "harmony_loss" not in logs and {"scale", "rhythm", "harmony"} <= set(logs)
+    on = make_module(voices=2, loss={"scale_weight": 0.5, "rhythm_weight": 0.0})
+    music = {"scale": torch.tensor(2.0), "rhythm": torch.tensor(float("nan")), "harmony_loss": torch.tensor(3.0)}
+    assert on.weighted_music(music) == 0.5 * 2.0 + 3.0

@@ -115,7 +115,13 @@ def test_train_cli_flags_and_dotted_overrides(tmp_path):
                                            "--harmony", "--offset", "2", "--model.z_dim=64", "--loss.n_subsets", "3"])
     config = config_from_args(args, extra)
     assert (config.model.size, config.model.rpoe, config.model.z_dim) == ("big", False, 64)
-    assert (config.loss.scale, config.loss.rhythm, config.loss.harmony, config.loss.n_subsets) == (False, False, True, 3)
+    loss, default = config.loss, LossConfig()
+    assert (loss.scale_weight, loss.rhythm_weight, loss.n_subsets) == (0.0, 0.0, 3)
+    assert loss.harmony_weights == default.harmony_weights
+    args, extra = parser.parse_known_args(["--out", str(tmp_path), "--thesis-design", "--no-harmony", "--scale-rhythm"])
+    off = config_from_args(args, extra).loss
+    assert off.harmony_weights == (0.0, 0.0, 0.0)
+    assert (off.scale_weight, off.rhythm_weight) == (default.scale_weight, default.rhythm_weight)
     assert config.data.offset == 2
     args, extra = parser.parse_known_args(["--out", str(tmp_path), "--profile", "cpu", "--thesis-design", "--lr", "0.01"])
     thesis = config_from_args(args, extra)
