@@ -23,7 +23,7 @@ from torch import Tensor
 
 from rmvae import losses
 from rmvae.config import STEPS_PER_MEASURE, Config
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 from rmvae.data.sampling import step_seed
 from rmvae.encodings import encoding_named
 from rmvae.model.baseline import AutoregressiveBaseline

@@ -98,7 +98,7 @@ class Piece:
         return self.measures.shape[0]
 
 
-class Generator:
+class Composer:
     """Runs a trained module measure by measure under ``torch.inference_mode``."""
 
     def __init__(self, module: RMVAEModule, sampling: Sampling = Sampling()):

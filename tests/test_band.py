@@ -15,7 +15,7 @@ from rmvae.band import (BandEngine, CachedPredictor, FilePlayer, LivePlayer, Nai
                         SimulatedClock, measure_seconds, measure_tokens, quantise, step_seconds)
 from rmvae.cli import main
 from rmvae.config import STEPS_PER_MEASURE, Config, DataConfig, LossConfig, ModelConfig, TrainConfig
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 from rmvae.data.midi import read_midi
 from rmvae.model.rmvae import RMVAE
 from rmvae.module import RMVAEModule

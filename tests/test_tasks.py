@@ -19,11 +19,11 @@ import torch
 from rmvae.config import (STEPS_PER_MEASURE, Config, DataConfig, LossConfig, ModelConfig, TrainConfig,
                           apply_overrides)
 from rmvae.profiles import THESIS_DESIGN
-from rmvae.data.encoding import VOICE, notes_to_tokens, tokens_to_notes
+from rmvae.data.notes import VOICE, notes_to_tokens, tokens_to_notes
 from rmvae.evaluation import load_checkpoint
 from rmvae.evaluation import test_datamodule as evaluation_datamodule  # not a test: renamed for pytest
 from rmvae.module import RMVAEModule
-from rmvae.tasks import Generator, Piece, Sampling, TaskError, parse_mask
+from rmvae.tasks import Composer, Piece, Sampling, TaskError, parse_mask
 
 N_VOICES = 4
 WINDOW = 4  # DataConfig.n_measures of the test model
@@ -146,7 +146,7 @@ def assert_same_calls(first, second):
 def test_fill_keeps_other_voices_note_for_note_and_writes_the_filled_one_from_measure_one(module, chorale):
     pitch_range = module.pitch_range
     with model_calls(module.model) as (calls, _):
-        result = Generator(module).fill(chorale, [2])
+        result = Composer(module).fill(chorale, [2])
     assert result.measures.shape == chorale.measures.shape
     for voice in (0, 1, 3):
         assert voice_notes(result.measures, voice, pitch_range) == voice_notes(chorale.measures, voice, pitch_range)
@@ -183,9 +183,9 @@ def test_fill_never_shows_the_model_the_voice_it_regenerates(module, chorale):
     hidden[:, 1] = True
     noisy = Piece(scrambled(chorale.measures, hidden, module.pitch_range.n_classes), chorale.generated)
     with model_calls(module.model) as (calls, _):
-        result = Generator(module).fill(chorale, [1])
+        result = Composer(module).fill(chorale, [1])
     with model_calls(module.model) as (noisy_calls, _):
-        noisy_result = Generator(module).fill(noisy, [1])
+        noisy_result = Composer(module).fill(noisy, [1])
     np.testing.assert_array_equal(noisy_result.measures, result.measures)
     assert_same_calls(calls, noisy_calls)
 
@@ -194,7 +194,7 @@ def test_fill_never_shows_the_model_the_voice_it_regenerates(module, chorale):
                                              ([0, 1, 2, 3], "redo")])
 def test_fill_rejects_bad_voices(module, chorale, voices, message):
     with pytest.raises(TaskError, match=message):
-        Generator(module).fill(chorale, voices)
+        Composer(module).fill(chorale, voices)
 
 
 # --- harmonize, redo, complete -----------------------------------------------------------------
@@ -205,30 +205,30 @@ def test_harmonize_keeps_the_melody_and_fills_every_measure_of_the_other_voices(
     melody_notes = np.array([(0, 4 * i, 4, pitch) for i, pitch in enumerate([67, 69, 71, 72, 74, 72, 71, 69,
                                                                              67, 71, 74, 72])] + [(0, 48, 16, 67)])
     melody, _ = notes_to_tokens(melody_notes, 4, 1, pitch_range)
-    result = Generator(module).harmonize(melody.astype(np.int64), melody_voice=1, key_shift=3, tempo=90.0)
+    result = Composer(module).harmonize(melody.astype(np.int64), melody_voice=1, key_shift=3, tempo=90.0)
     assert result.n_measures == 4 and (result.key_shift, result.tempo) == (3, 90.0)
     np.testing.assert_array_equal(result.measures[:, 1], melody[:, 0])
     assert voice_notes(result.measures, 1, pitch_range) == [tuple(n[1:]) for n in melody_notes.tolist()]
     np.testing.assert_array_equal(result.generated, np.array([[True, False, True, True]] * 4))
     with pytest.raises(TaskError, match="one-voice melody"):
-        Generator(module).harmonize(np.zeros((4, 2, STEPS_PER_MEASURE), dtype=np.int64))
+        Composer(module).harmonize(np.zeros((4, 2, STEPS_PER_MEASURE), dtype=np.int64))
 
 
 def test_redo_rewrites_every_voice(module, chorale):
-    result = Generator(module).redo(chorale)
+    result = Composer(module).redo(chorale)
     assert result.measures.shape == chorale.measures.shape
     assert result.generated.all()
     assert not np.array_equal(result.measures, chorale.measures)
 
 
 def test_complete_keeps_the_seed_and_adds_exactly_n_measures(module, chorale):
-    result = Generator(module).complete(chorale, 3)
+    result = Composer(module).complete(chorale, 3)
     assert result.n_measures == chorale.n_measures + 3
     np.testing.assert_array_equal(result.measures[:chorale.n_measures], chorale.measures)
     np.testing.assert_array_equal(result.generated, np.repeat([[False]] * 8 + [[True]] * 3, N_VOICES, axis=1))
     assert ((result.measures >= 0) & (result.measures < module.pitch_range.n_classes)).all()
     with pytest.raises(TaskError, match="at least 1"):
-        Generator(module).complete(chorale, 0)
+        Composer(module).complete(chorale, 0)
 
 
 @pytest.mark.parametrize("n_seed", [2, 6])  # shorter than the window (left-padded) and longer
@@ -245,7 +245,7 @@ def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed
         expected_states = list(module.model.decode_states)
     seed = encoded.tokens[:n_seed].astype(np.int64)
     with model_calls(module.model) as (calls, latents):
-        result = Generator(module).complete(Piece(seed, np.zeros(seed.shape[:2], dtype=bool)), 1)
+        result = Composer(module).complete(Piece(seed, np.zeros(seed.shape[:2], dtype=bool)), 1)
         states = list(module.model.decode_states)
     assert_same_calls(calls, expected_calls)
     # The decoders read the same latent and, with decoder context, the same temporal state.
@@ -264,7 +264,7 @@ def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed
 def test_inpaint_changes_only_the_masked_voice_measures(module, chorale):
     mask = parse_mask("1:0;3-4:1,2;7:all", chorale.n_measures, N_VOICES)
     with model_calls(module.model) as (calls, _):
-        result = Generator(module).inpaint(chorale, mask)
+        result = Composer(module).inpaint(chorale, mask)
     np.testing.assert_array_equal(result.measures[~mask], chorale.measures[~mask])
     np.testing.assert_array_equal(result.generated, mask)
     assert not np.array_equal(result.measures[mask], chorale.measures[mask])
@@ -275,7 +275,7 @@ def test_inpaint_changes_only_the_masked_voice_measures(module, chorale):
     # What is hidden is never shown to the model: random content there changes nothing it sees.
     noisy = Piece(scrambled(chorale.measures, mask, module.pitch_range.n_classes), chorale.generated)
     with model_calls(module.model) as (noisy_calls, _):
-        noisy_result = Generator(module).inpaint(noisy, mask)
+        noisy_result = Composer(module).inpaint(noisy, mask)
     np.testing.assert_array_equal(noisy_result.measures, result.measures)
     assert_same_calls(calls, noisy_calls)
 
@@ -283,11 +283,11 @@ def test_inpaint_changes_only_the_masked_voice_measures(module, chorale):
 def test_inpaint_refuses_masks_that_hide_everything_or_nothing(module, chorale):
     shape = (chorale.n_measures, N_VOICES)
     with pytest.raises(TaskError, match="hides every voice of every measure.*--task noise"):
-        Generator(module).inpaint(chorale, np.ones(shape, dtype=bool))
+        Composer(module).inpaint(chorale, np.ones(shape, dtype=bool))
     with pytest.raises(TaskError, match="selects nothing"):
-        Generator(module).inpaint(chorale, np.zeros(shape, dtype=bool))
+        Composer(module).inpaint(chorale, np.zeros(shape, dtype=bool))
     with pytest.raises(TaskError, match="mask covers 3×4.*8×4"):
-        Generator(module).inpaint(chorale, np.ones((3, N_VOICES), dtype=bool))
+        Composer(module).inpaint(chorale, np.ones((3, N_VOICES), dtype=bool))
 
 
 def test_parse_mask_reads_measure_and_voice_ranges():
@@ -322,13 +322,13 @@ def test_parse_mask_bad_specs_say_what_is_wrong(spec, message):
 
 
 def test_greedy_is_deterministic_and_seeded_sampling_is_reproducible(module, chorale):
-    greedy = [Generator(module).complete(chorale, 2).measures for _ in range(2)]
+    greedy = [Composer(module).complete(chorale, 2).measures for _ in range(2)]
     np.testing.assert_array_equal(*greedy)
-    sampled = [Generator(module, Sampling(temperature=1.0, seed=seed)).complete(chorale, 2).measures
+    sampled = [Composer(module, Sampling(temperature=1.0, seed=seed)).complete(chorale, 2).measures
                for seed in (3, 3, 4)]
     np.testing.assert_array_equal(sampled[0], sampled[1])
     assert not np.array_equal(sampled[0], sampled[2])
-    top1 = Generator(module, Sampling(temperature=1.0, top_k=1, seed=5)).complete(chorale, 2).measures
+    top1 = Composer(module, Sampling(temperature=1.0, top_k=1, seed=5)).complete(chorale, 2).measures
     assert ((top1 >= 0) & (top1 < module.pitch_range.n_classes)).all()
 
 
@@ -344,11 +344,11 @@ def test_sampling_settings_are_checked():
 
 @pytest.mark.parametrize("kind", ["gaussian", "uniform", "binomial"])
 def test_noise_seeds_then_completes(module, kind):
-    result = Generator(module, Sampling(seed=1)).noise(kind, 2, 3)
+    result = Composer(module, Sampling(seed=1)).noise(kind, 2, 3)
     assert result.measures.shape == (5, N_VOICES, STEPS_PER_MEASURE)
     np.testing.assert_array_equal(result.generated, np.repeat([[False]] * 2 + [[True]] * 3, N_VOICES, axis=1))
     assert ((result.measures >= 0) & (result.measures < module.pitch_range.n_classes)).all()
-    again = Generator(module, Sampling(seed=1)).noise(kind, 2, 3)
+    again = Composer(module, Sampling(seed=1)).noise(kind, 2, 3)
     np.testing.assert_array_equal(again.measures, result.measures)
     if kind == "binomial":  # every seed measure starts with a note
         assert (result.measures[:2, :, 0] < module.pitch_range.n_pitches).all()
@@ -356,7 +356,7 @@ def test_noise_seeds_then_completes(module, kind):
 
 def test_unknown_noise_kind(module):
     with pytest.raises(TaskError, match="unknown noise kind 'pink'"):
-        Generator(module).noise("pink", 2, 2)
+        Composer(module).noise("pink", 2, 2)
 
 
 @pytest.fixture(scope="module")
@@ -378,7 +378,7 @@ def test_interpolation_blends_the_pieces_posterior_means(request, design, choral
     module = request.getfixturevalue("module" if design == "default" else "thesis_module")
     model = module.model
     with model_calls(model) as (_, latents):
-        result = Generator(module).interpolate(chorale, other_chorale, n_measures=3, n_points=4)
+        result = Composer(module).interpolate(chorale, other_chorale, n_measures=3, n_points=4)
         (states,) = model.decode_states
     assert result.measures.shape == (12, N_VOICES, STEPS_PER_MEASURE) and result.generated.all()
     assert result.key_shift == chorale.key_shift
