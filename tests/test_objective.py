@@ -367,7 +367,7 @@ def test_old_configs_load_where_this_version_computes_what_they_did():
     stored["model"]["skip_last_measure"] = False
     assert Config.from_stored(stored) == Config()
     stored["model"]["skip_last_measure"] = True
-    with pytest.raises(ConfigError, match=r"model\.skip_last_measure=True: this version of rmvae no longer supports it"):
+    with pytest.raises(ConfigError, match=r"model\.skip_last_measure=True: this version of rmvae no longer supports"):
         Config.from_stored(stored)
 
     stored = Config().to_dict()
