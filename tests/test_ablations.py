@@ -231,15 +231,23 @@ def test_every_grid_trains_the_autoregressive_baseline_beside_its_arms():
         assert len({r.run_id for r in plan.runs}) == len(plan.runs)
 
 
-def test_decoder_grid_names_the_decoder_in_both_arms_and_is_in_all(tmp_path, capsys):
+def test_decoder_grid_names_the_decoder_and_free_bits_in_every_arm_and_is_in_all(tmp_path, capsys):
     plan = expand_grid("decoder", "quick", seeds=1)
-    assert GRIDS["decoder"] == {"factorised": {"model.measure_decoder": "factorised"},
-                                "autoregressive": {"model.measure_decoder": "autoregressive"}}
-    assert plan.reference == "factorised"  # the default: differences are autoregressive − factorised
-    decoders = {r.arm: r.config.model.measure_decoder for r in plan.runs}
-    assert decoders == {"factorised": "factorised", "autoregressive": "autoregressive",
-                        DIRECT_ARM: "factorised", AUTOREGRESSIVE_ARM: "factorised"}
-    assert "decoder" in GRID_CHOICES and "autoregressive" in expand_grid("all", "quick", seeds=1).arms
+    assert GRIDS["decoder"] == {
+        "factorised": {"model.measure_decoder": "factorised", "loss.free_bits": 0.0},
+        "autoregressive": {"model.measure_decoder": "autoregressive", "loss.free_bits": 0.25},
+        "autoregressive_no_free_bits": {"model.measure_decoder": "autoregressive", "loss.free_bits": 0.0}}
+    assert plan.reference == "autoregressive"  # the default (BASELINE): differences are arm − autoregressive
+    decoders = {r.arm: (r.config.model.measure_decoder, r.config.loss.free_bits) for r in plan.runs
+                if r.arm in GRIDS["decoder"]}
+    assert decoders == {"factorised": ("factorised", 0.0), "autoregressive": ("autoregressive", 0.25),
+                        "autoregressive_no_free_bits": ("autoregressive", 0.0)}
+    baselines = {r.arm: r.config.model.measure_decoder for r in plan.runs if r.arm not in GRIDS["decoder"]}
+    assert baselines == {DIRECT_ARM: "autoregressive", AUTOREGRESSIVE_ARM: "factorised"}
+    all_arms = expand_grid("all", "quick", seeds=1).arms
+    # in `all` the arm equal to the baseline is the baseline's arm; the other two are arms of their own
+    assert "decoder" in GRID_CHOICES and {"factorised", "autoregressive_no_free_bits"} <= set(all_arms)
+    assert "autoregressive" not in all_arms
     assert main(["--grid", "decoder", "--out", str(tmp_path), "--dry-run", "--seeds", "1"]) == 0
     assert AUTOREGRESSIVE_ARM in capsys.readouterr().out and not any(tmp_path.iterdir())
 
