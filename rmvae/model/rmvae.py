@@ -146,6 +146,9 @@ class RMVAE(WritingMixin, nn.Module):
         self.n_voices = n_voices
         self.n_pitches = n_pitches
         self.encoding = encoding_named(encoding)
+        if config.measure_decoder == "autoregressive" and not self.encoding.monophonic:
+            raise ValueError("an autoregressive measure decoder writes mono tokens; use measure_decoder="
+                             f"'factorised' for the {self.encoding.name} encoding")
         self.target_offset = target_offset  # the target follows the last input measure by this many
         self.has_latents = config.kind == "rmvae"
         self.n_features = self.encoding.n_features(n_pitches)
