@@ -12,15 +12,22 @@ from torch.nn import functional as F
 from rmvae import losses
 from rmvae.config import STEPS_PER_MEASURE as S
 from rmvae.config import Config, LossConfig, ModelConfig
+from rmvae.model.writer import WriterContext
 from rmvae.module import RMVAEModule
 
 P, T = 6, 3  # pitches, input measures
+# Both measure decoders: every voice and step independently, or the writer token by token (over the
+# whole window, the default, or after the measure before only).
+DECODERS = {"factorised": {"measure_decoder": "factorised"},
+            "writer-window": {"measure_decoder": "autoregressive", "writer_context": "window"},
+            "writer-measure": {"measure_decoder": "autoregressive", "writer_context": "measure"}}
 
 
 def make_module(voices=2, z_dim=1, seed=0, loss=None, **model_fields) -> RMVAEModule:
     """A tiny module without dropout (so eval and train differ only in sampling)."""
     torch.manual_seed(seed)
-    model = ModelConfig(size="small", width_scale=0.25, z_dim=z_dim, dropout_fc=0.0, dropout_rnn=0.0, **model_fields)
+    model = ModelConfig(size="small", width_scale=0.25, z_dim=z_dim, dropout_fc=0.0, dropout_rnn=0.0,
+                        writer_dropout=0.0, **model_fields)
     config = Config(model=model, loss=LossConfig(n_subsets=1, **(loss or {})))
     info = {"encoding": "mono", "low": 60, "high": 60 + P - 1, "n_voices": voices}
     return RMVAEModule(config.to_dict(), info)
@@ -199,18 +206,39 @@ def test_active_units_read_the_shift_from_the_temporal_prior():
 # --- the importance-weighted NLL -------------------------------------------------------------------
 
 
-def widen_experts_and_use_z(module, expert_logvar_shift=3.0, z_gain=3.0):
+def widen_experts_and_use_z(module, expert_logvar_shift=3.0, z_gain=3.0, writer_gain=10.0):
     """Make the one-dimensional test well posed: wide target experts, so the proposal (prior ⊗
     experts) covers the posterior and the weights have finite variance; and decoders that depend
-    on z strongly enough for the posterior to be narrower than the prior (a visible K=1 gap)."""
-    z_dim = module.model.config.z_dim
+    on z strongly enough for the posterior to be narrower than the prior (a visible K=1 gap).
+
+    z reaches a writer's tokens through its LSTM's gates, which saturate: z's input weights and the
+    heads' output weights are both scaled by ``writer_gain`` (a K=1 gap of ≈ 1 nat, as the
+    factorised decoders' at ``z_gain``; at ``z_gain`` alone it is ≈ 0.005 nats)."""
+    model = module.model
+    z_dim = model.config.z_dim
     with torch.no_grad():
-        for encoder in module.model.encoders:
+        for encoder in model.encoders:
             encoder.to_logvar.bias += expert_logvar_shift
-        for decoder in module.model.decoders:
-            first = next(layer for layer in decoder.measure_fc.modules() if isinstance(layer, nn.Linear))
-            first.weight[:, :z_dim] *= z_gain  # decoder input is [z, temporal state]
+        if model.writer is not None:
+            # The writer's LSTM reads [tokens before, tokens a measure back, position, z, temporal state].
+            z_at = 2 * model.n_voices * model.config.writer_embed + model.config.writer_embed
+            model.writer.lstm.weight_ih_l0[:, z_at:z_at + z_dim] *= writer_gain
+            for head in model.writer.heads:
+                head[-1].weight *= writer_gain
+        else:
+            for decoder in model.decoders:
+                first = next(layer for layer in decoder.measure_fc.modules() if isinstance(layer, nn.Linear))
+                first.weight[:, :z_dim] *= z_gain  # decoder input is [z, temporal state]
     return module
+
+
+def window_context(output, b: int) -> WriterContext | None:
+    """Window ``b``'s writer context in ``output`` (None for factorised decoders)."""
+    context = output.target_context
+    if context is None:
+        return None
+    return WriterContext(context.previous[b:b + 1], None if context.lstm is None else
+                         tuple(part[:, b:b + 1] for part in context.lstm))
 
 
 @torch.no_grad()
@@ -226,7 +254,8 @@ def exact_by_integration(module, batch, points=4001, width=12.0):
         proposal = Normal(out.target_mu[b, 0].double(), torch.exp(0.5 * out.target_logvar[b, 0].double()))
         z = torch.linspace(float(prior.mean - width * prior.stddev), float(prior.mean + width * prior.stddev),
                            points, dtype=torch.float64)
-        decoded = module.model.decode(z.float().unsqueeze(-1), out.state[b].expand(points, -1))
+        decoded = module.model.decode(z.float().unsqueeze(-1), out.state[b].expand(points, -1),
+                                      batch["target"][b], window_context(out, b))  # a writer scores the target
         log_lik = token_log_likelihood(decoded, batch["target"][b].expand(points, -1, -1),
                                        batch["target_mask"][b].expand(points, -1))
         trapezoid = torch.ones(points, dtype=torch.float64)
@@ -248,10 +277,12 @@ def test_predictive_nll_repeats_for_the_same_generator_seed():
     assert not torch.equal(first, module.predictive_nll(batch, 16, torch.Generator().manual_seed(6)))
 
 
-def test_with_the_prior_as_proposal_the_estimate_is_the_nll_of_prior_samples(monkeypatch):
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_with_the_prior_as_proposal_the_estimate_is_the_nll_of_prior_samples(monkeypatch, decoder):
     """No known target voice → q = the prior, log p(z) − log q(z) = 0, and the estimate is
-    −log (1/K) Σ_k p(x | z_k) with z_k drawn from the prior with the generator's noise."""
-    module = make_module(z_dim=2).eval()
+    −log (1/K) Σ_k p(x | z_k) with z_k drawn from the prior with the generator's noise (a writer
+    scores the target after the window, teacher-forced)."""
+    module = make_module(z_dim=2, **DECODERS[decoder]).eval()
     batch = random_batch()
     forward = module.model.forward
     monkeypatch.setattr(module.model, "forward", lambda inputs, input_mask, target=None, target_mask=None, **kw:
@@ -261,17 +292,18 @@ def test_with_the_prior_as_proposal_the_estimate_is_the_nll_of_prior_samples(mon
         estimate = module.predictive_nll(batch, samples, torch.Generator().manual_seed(3))
         eps = torch.randn((samples, 3, 2), generator=torch.Generator().manual_seed(3))
         z = out.prior_mu + torch.exp(0.5 * out.prior_logvar) * eps  # (K, B, Z)
-        log_lik = torch.stack([token_log_likelihood(module.model.decode(z[k], out.state), batch["target"],
-                                                    batch["target_mask"]) for k in range(samples)])
+        decoded = [module.model.decode(z[k], out.state, batch["target"], out.target_context) for k in range(samples)]
+        log_lik = torch.stack([token_log_likelihood(d, batch["target"], batch["target_mask"]) for d in decoded])
         expected = -(torch.logsumexp(log_lik, dim=0) - math.log(samples))
         torch.testing.assert_close(estimate.double(), expected, rtol=1e-5, atol=1e-4)
 
 
-def test_importance_weighted_nll_against_exact_integration():
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_importance_weighted_nll_against_exact_integration(decoder):
     """Burda et al. 2016: E[estimate_K] = −ELBO at K = 1, non-increasing in K, an upper bound on the true
     NLL for every K, and consistent (→ the exact NLL as K grows). Single estimates may fall below
     the truth; the bound holds for their expectation, so means over seeds are compared."""
-    module = widen_experts_and_use_z(make_module(z_dim=1).eval())
+    module = widen_experts_and_use_z(make_module(z_dim=1, **DECODERS[decoder]).eval())
     batch = random_batch()
     exact, negative_elbo = exact_by_integration(module, batch)
     assert (negative_elbo > exact + 0.1).all()  # the proposal is not the posterior: K = 1 is loose
@@ -294,12 +326,14 @@ def test_importance_weighted_nll_against_exact_integration():
     assert ((many.mean(0) - exact).abs() < 0.05).all(), (many, exact)
 
 
-def test_direct_model_nll_is_the_exact_nll_of_its_prediction():
-    module = make_module(z_dim=4, kind="direct").eval()
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_direct_model_nll_is_the_exact_nll_of_its_prediction(decoder):
+    module = make_module(z_dim=4, kind="direct", **DECODERS[decoder]).eval()
     batch = random_batch()
     nll = module.predictive_nll(batch, 1, torch.Generator().manual_seed(0))
     assert torch.equal(nll, module.predictive_nll(batch, 64, torch.Generator().manual_seed(1)))  # nothing sampled
-    output = module.model(batch["inputs"], batch["input_mask"], sample=False, reconstruct=False)
+    scored = batch["target"] if module.model.writer is not None else None  # a writer scores the target it is given
+    output = module.model(batch["inputs"], batch["input_mask"], scored, sample=False, reconstruct=False)
     expected = -token_log_likelihood(output.prediction, batch["target"], batch["target_mask"])
     torch.testing.assert_close(nll.double(), expected, rtol=1e-5, atol=1e-4)
     with torch.no_grad():
