@@ -99,11 +99,13 @@ def model_calls(model):
 
     ``calls`` holds, per forward pass, ``(inputs, input_mask, target, target_mask)`` with every
     masked-out measure/voice replaced by -1: exactly the information the model is given.
-    ``latents`` holds every z given to :meth:`RMVAE.decode`, and ``model.decode_states`` (set
-    while recording) the temporal state passed beside it (None where none was).
+    ``latents`` holds every z given to the decoders (:meth:`RMVAE.decode`, or :meth:`RMVAE.write`
+    for a measure writer, which writes without decode), and ``model.decode_states`` (set while
+    recording) the temporal state passed beside it (None where none was).
     """
     calls, latents, states = [], [], []
     model.decode_states = states
+    writing = []  # non-empty while RMVAE.write runs (recorded there; a factorised write decodes inside)
 
     def visible(values, mask):
         return torch.where(mask[..., None].bool(), values, torch.full_like(values, -1)).clone()
@@ -119,18 +121,50 @@ def model_calls(model):
     hook = model.register_forward_pre_hook(on_forward, with_kwargs=True)
     original_decode = model.decode
 
-    def decode(z, state=None, *teacher):
+    original_write = model.write
+
+    def record(z, state):
         latents.append(z.detach().clone())
         states.append(None if state is None else state.detach().clone())
+
+    def decode(z, state=None, *teacher):
+        if not writing:
+            record(z, state)
         return original_decode(z, state, *teacher)
 
-    model.decode = decode
+    def write(z, state, *args, **kwargs):
+        record(z, state)
+        writing.append(True)
+        try:
+            return original_write(z, state, *args, **kwargs)
+        finally:
+            writing.pop()
+
+    model.decode, model.write = decode, write
     try:
         yield calls, latents
     finally:
         hook.remove()
-        del model.decode
+        del model.decode, model.write
         del model.decode_states
+
+
+def assert_greedy_writing(model, z, state, tokens):
+    """Every token of measures ``tokens (N, V, S)`` written after nothing (an unknown previous
+    measure, a zero writer state) is the most likely one given those before it, as the writer scores
+    it teacher-forced: the measures are greedy writing from ``z (N, Z)`` and ``state (N, W)`` alone
+    (a hold is not allowed after a rest or an unknown token: nothing sounds to be held)."""
+    writer = model.writer
+    tokens = torch.as_tensor(tokens).transpose(1, 2)  # (N, S, V)
+    sequence = torch.cat([torch.full_like(tokens, writer.unknown), tokens], dim=1)  # 16 unknown steps first
+    with torch.no_grad():
+        cond = model.decoder_input(z.clone(), state.clone()).unsqueeze(1).expand(-1, STEPS_PER_MEASURE, -1)
+        log_probs = writer(sequence, cond)  # (N, S, V, C)
+    before = sequence[:, STEPS_PER_MEASURE - 1:-1]  # each voice's token one step earlier
+    no_hold = (before == writer.rest) | (before == writer.unknown)
+    log_probs[..., writer.hold] = log_probs[..., writer.hold].masked_fill(no_hold, float("-inf"))
+    chosen = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(chosen, log_probs.amax(dim=-1))
 
 
 def assert_same_calls(first, second):
@@ -231,9 +265,24 @@ def test_complete_keeps_the_seed_and_adds_exactly_n_measures(module, chorale):
         Composer(module).complete(chorale, 0)
 
 
+@pytest.fixture(scope="module")
+def factorised_module(module):
+    """The trained module's configuration with the factorised decoder (per-voice decoders, no free
+    bits) and the trained module's encoders; the rest untrained, which the tasks' plumbing (what the
+    model is shown, what it decodes) does not need."""
+    torch.manual_seed(0)
+    config = apply_overrides(module.config, {"model.measure_decoder": "factorised", "loss.free_bits": 0.0})
+    factorised = RMVAEModule(config.to_dict(), dict(module.hparams["encoding_info"]))
+    factorised.model.encoders.load_state_dict(module.model.encoders.state_dict())
+    return factorised.eval()
+
+
+@pytest.mark.parametrize("decoder", ["writer", "factorised"])  # the trained default, the factorised one
 @pytest.mark.parametrize("n_seed", [2, 6])  # shorter than the window (left-padded) and longer
-def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed):
+def test_complete_shows_the_model_the_training_window(request, datamodule, n_seed, decoder):
     """The first new measure is predicted from what the data module's own window for it holds."""
+    module = request.getfixturevalue("module" if decoder == "writer" else "factorised_module")
+    assert (module.model.writer is not None) == (decoder == "writer")
     dataset = datamodule.datasets["test"]
     encoded = max(datamodule.pieces["test"], key=lambda p: len(p.tokens))
     piece_index = datamodule.pieces["test"].index(encoded)
@@ -241,7 +290,10 @@ def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed
     item = dataset[int(index)]
     with model_calls(module.model) as (expected_calls, expected_latents), torch.inference_mode():
         output = module.model(item["inputs"][None], item["input_mask"][None], sample=False, reconstruct=False)
-        expected = module.model.decode_tokens(output.prediction)[0].numpy()
+        if module.model.writer is not None:  # greedy writing after the window (Composer's default sampling)
+            expected = module.model.write(output.target_z, output.state, output.target_context)[0].numpy()
+        else:
+            expected = module.model.decode_tokens(output.prediction)[0].numpy()
         expected_states = list(module.model.decode_states)
     seed = encoded.tokens[:n_seed].astype(np.int64)
     with model_calls(module.model) as (calls, latents):
@@ -373,9 +425,11 @@ def thesis_module(module):
     return thesis.eval()
 
 
-@pytest.mark.parametrize("design", ["default", "thesis"])
+@pytest.mark.parametrize("design", ["default", "factorised", "thesis"])
 def test_interpolation_blends_the_pieces_posterior_means(request, design, chorale, other_chorale):
-    module = request.getfixturevalue("module" if design == "default" else "thesis_module")
+    """The default (a window writer, trained), the same with the factorised decoder, and the thesis's design."""
+    module = request.getfixturevalue({"default": "module", "factorised": "factorised_module",
+                                      "thesis": "thesis_module"}[design])
     model = module.model
     with model_calls(model) as (_, latents):
         result = Composer(module).interpolate(chorale, other_chorale, n_measures=3, n_points=4)
@@ -399,9 +453,15 @@ def test_interpolation_blends_the_pieces_posterior_means(request, design, choral
         np.testing.assert_array_equal(result.measures[9:], tokens_b)
         return
     # Default design: the decoders also read the temporal state. The blends stand alone: every
-    # one is decoded with the empty (zero) state, which is what the forward pass gives each
-    # piece's first measure, so that measure is the piece's own decoding...
+    # one is decoded with the empty (zero) state...
     assert states is not None and states.shape == (12, model.state_size) and not states.any()
+    if model.writer is not None:
+        # ...and a writer writes each one after nothing, greedily (a measure its own teacher-forced
+        # scores would not have chosen token by token is not that).
+        assert_greedy_writing(model, decoded, states, result.measures)
+        return
+    # ...which is what the forward pass gives each piece's first measure, so that measure is the
+    # piece's own decoding...
     np.testing.assert_array_equal(result.measures[0], tokens_a[0])
     np.testing.assert_array_equal(result.measures[9], tokens_b[0])
     # ...and every measure at alpha = 0 and 1 is the piece's posterior mean decoded without context.
