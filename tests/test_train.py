@@ -53,10 +53,10 @@ def test_checkpoint_alone_rebuilds_the_model_weights_only(chorale_folder, cache_
     assert module.hparams.encoding_info == datamodule.encoding_info
     batch = next(iter(datamodule.val_dataloader()))
     again = load_module(result["best_checkpoint"]).eval()
-    with torch.no_grad():
-        first = module.model(batch["inputs"], batch["input_mask"], sample=False).prediction.pitch_logits
-        second = again.model(batch["inputs"], batch["input_mask"], sample=False).prediction.pitch_logits
-    assert torch.equal(first, second)
+    with torch.no_grad():  # the target is given: a measure writer (the default) scores it teacher-forced
+        first = module.model(batch["inputs"], batch["input_mask"], batch["target"], sample=False).prediction
+        second = again.model(batch["inputs"], batch["input_mask"], batch["target"], sample=False).prediction
+    assert torch.equal(first.pitch_logits, second.pitch_logits) and torch.equal(first.hold_logits, second.hold_logits)
     state = torch.load(result["best_checkpoint"], weights_only=True)["state_dict"]
     assert all(torch.equal(state[k], v) for k, v in module.state_dict().items())
 
@@ -176,7 +176,9 @@ def test_onset_accuracy_is_the_share_of_all_the_epochs_onsets(chorale_folder, ca
     predictions, truths, batch_shares, batch_sizes = [], [], [], []
     with torch.no_grad():
         for batch in loader:
-            output = module.model(batch["inputs"], batch["input_mask"].bool(), sample=False, reconstruct=False)
+            # what the module scores: the greedy decoding of its prediction (a writer's teacher-forced on the target)
+            output = module.model(batch["inputs"], batch["input_mask"].bool(), batch["target"], sample=False,
+                                  reconstruct=False)
             predicted = module.model.decode_tokens(output.prediction)
             predictions.append(predicted.numpy())
             truths.append(batch["target"].numpy())
