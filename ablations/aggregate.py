@@ -60,7 +60,8 @@ METRIC_DIRECTIONS: dict[str, str] = {
     "*/kl_*": "none",
     "*/recon_full_term": "none",
     "*/acc*": "higher",  # share of correctly decoded steps (all, onsets, pitches, fill, per voice)
-    "*/recon_nll": "lower",  # completion NLL: same definition in every arm (best.ckpt is chosen by it)
+    # single-sample NLL of the target predicted from the past (z drawn once; val/nll selects best.ckpt)
+    "*/recon_nll": "lower",
     "*/recon_inputs": "lower",
     "*/recon": "lower",
     "*/nll": "lower",

@@ -29,7 +29,8 @@ from rmvae.profiles import THESIS_DESIGN, profile_overrides
 # by another version are refused (grid.json) instead of silently mixed.
 # 3: every grid also trains the autoregressive baseline; the decoder grid.
 # 4: the autoregressive measure decoder with free bits is the baseline; the cpu profile's 636 steps.
-GRID_VERSION = 4
+# 5: a music loss is off at weight 0 (no on/off switches); unused options removed, so run ids change.
+GRID_VERSION = 5
 
 DEFAULT_SEEDS = 3  # seeds 0, 1, 2 → train.seed; at least 3 (docs/design.md §7.3)
 BASELINE_ARM = "baseline"  # name of the shared arm in the `all` grid
@@ -43,18 +44,15 @@ BASELINE: dict[str, Any] = {
     "model.temporal_input": "experts",
     "model.latent_prior": "temporal",
     "model.decoder_context": True,
-    "model.skip_last_measure": False,
     "model.measure_decoder": "autoregressive",
     "model.writer_context": "window",
     "loss.free_bits": 0.25,
     "loss.target_posterior": True,
-    "loss.subset_inputs": "subset",
     "data.transpose": True,
     "model.size": "medium",
     "model.rpoe": True,
-    "loss.scale": True,
-    "loss.rhythm": True,
-    "loss.harmony": True,
+    "loss.scale_weight": 0.1,
+    "loss.rhythm_weight": 0.01,
     "loss.harmony_weights": (0.3, 0.3, 0.3),
     "data.n_measures": 8,
     "data.offset": 1,
@@ -82,13 +80,14 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "medium": {"model.size": "medium"},
         "big": {"model.size": "big"},
     },
+    # A music loss is off at weight 0; "on" states the baseline's weights, so the arm is the baseline.
     "scale_rhythm": {
-        "scale_rhythm_on": {"loss.scale": True, "loss.rhythm": True},
-        "scale_rhythm_off": {"loss.scale": False, "loss.rhythm": False},
+        "scale_rhythm_on": {key: BASELINE[key] for key in ("loss.scale_weight", "loss.rhythm_weight")},
+        "scale_rhythm_off": {"loss.scale_weight": 0.0, "loss.rhythm_weight": 0.0},
     },
     "harmony": {
-        "harmony_on": {"loss.harmony": True},
-        "harmony_off": {"loss.harmony": False},
+        "harmony_on": {"loss.harmony_weights": BASELINE["loss.harmony_weights"]},
+        "harmony_off": {"loss.harmony_weights": (0.0, 0.0, 0.0)},
     },
     "rpoe": {  # RPoE is a form of the N(0, I)-prior posterior; the default's temporal prior replaces it
         "temporal_prior": {"model.latent_prior": "temporal"},
@@ -132,8 +131,8 @@ def dose_arm(term: str, weight: float) -> str:
 
 def _dose_overrides(term: str, weight: float) -> dict[str, Any]:
     if term == "harmony":
-        return {"loss.harmony": weight > 0, "loss.harmony_weights": (weight, weight, weight)}
-    return {"loss.scale": weight > 0, "loss.scale_weight": weight}
+        return {"loss.harmony_weights": (weight, weight, weight)}
+    return {"loss.scale_weight": weight}
 
 
 for _grid, (_term, _weights) in DOSE_WEIGHTS.items():
@@ -232,11 +231,14 @@ def _on(flag: bool) -> str:
 
 
 def toggle_tags(config: Config, profile: str | None = None) -> tuple[str, ...]:
-    """W&B tags naming every ablation toggle of a config, e.g. ``("harmony:on", "size:small")``."""
+    """W&B tags naming every ablation toggle of a config, e.g. ``("harmony:on", "size:small")``;
+    a music loss is on when its weight is not 0."""
     loss = config.loss
-    scale_rhythm = _on(loss.scale) if loss.scale == loss.rhythm else f"scale:{_on(loss.scale)},rhythm:{_on(loss.rhythm)}"
+    scale, rhythm = loss.scale_weight > 0, loss.rhythm_weight > 0
+    scale_rhythm = _on(scale) if scale == rhythm else f"scale:{_on(scale)},rhythm:{_on(rhythm)}"
     tags = [f"transpose:{_on(config.data.transpose)}", f"size:{config.model.size}",
-            f"scale_rhythm:{scale_rhythm}", f"harmony:{_on(loss.harmony)}", f"rpoe:{_on(config.model.rpoe)}"]
+            f"scale_rhythm:{scale_rhythm}", f"harmony:{_on(any(loss.harmony_weights))}",
+            f"rpoe:{_on(config.model.rpoe)}"]
     if profile:
         tags.append(f"profile:{profile}")
     return tuple(tags)

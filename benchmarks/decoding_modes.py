@@ -32,13 +32,13 @@ from common import publish  # benchmarks/ is the script's folder
 from rmvae.evaluation import continuation_statistics, decoding_modes, load_checkpoint, test_datamodule
 from rmvae.model.rmvae import draw_latents
 from rmvae.module import eval_generator
-from rmvae.tasks import Generator, Sampling
+from rmvae.tasks import Composer, Sampling
 
 STATISTICS = ("distinct_pitches_per_voice", "repeat_rate", "note_length_entropy", "dissonance_rate")
 BASS_FIRST = (3, 0, 1, 2)
 
 
-class BestOfN(Generator):
+class BestOfN(Composer):
     """Draws ``n`` candidate measures and keeps the one with the lowest model NLL given the past."""
 
     def __init__(self, module, sampling: Sampling, n: int, nll_samples: int = 16):
@@ -60,7 +60,7 @@ class BestOfN(Generator):
         return candidates[int(nll.argmin())].numpy()
 
 
-class VoiceByVoice(Generator):
+class VoiceByVoice(Composer):
     """Each voice of a new measure drawn given the voices already drawn in it."""
 
     def __init__(self, module, sampling: Sampling, order: tuple[int, ...] = BASS_FIRST):
@@ -86,7 +86,7 @@ def _seeded_as(kind, module, sampling: Sampling, *args):
 def extra_modes(module) -> dict:
     """Mode name → factory taking the draw's seed (see :func:`rmvae.evaluation.continuation_statistics`)."""
     latent = partial(Sampling, latent_temperature=1.0)
-    modes = {f"latent, tokens T={t}" + (f" top-{k}" if k else ""): _seeded_as(Generator, module, latent(temperature=t, top_k=k))
+    modes = {f"latent, tokens T={t}" + (f" top-{k}" if k else ""): _seeded_as(Composer, module, latent(temperature=t, top_k=k))
              for t, k in ((0.5, None), (1.0, 2), (1.0, 3))}
     modes.update({f"best of {n}, T=1" + (f" top-{k}" if k else ""): _seeded_as(BestOfN, module, latent(temperature=1.0, top_k=k), n)
                   for n, k in ((8, None), (32, None), (16, 2))})

@@ -22,7 +22,7 @@ from common import checkpoints_parser, publish  # benchmarks/ is the script's fo
 from rmvae.evaluation import load_checkpoint, test_datamodule
 from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS, musical_statistics
-from rmvae.tasks import Generator, default_sampling
+from rmvae.tasks import Composer, default_sampling
 
 GOALS = "dissonance within 10 % of Bach's, parallel_perfects_per_note ≤ 0.005, out_of_range_share ≤ 0.01"
 
@@ -45,7 +45,7 @@ def harmonize_rows(module, split: str, n_measures: int, draws: int, no_parallels
             sampling = replace(default, no_parallels=no_parallels or default.no_parallels,
                                dissonance_penalty=default.dissonance_penalty if dissonance_penalty is None
                                else dissonance_penalty)
-            generated = Generator(module, sampling).harmonize(melody, 0, piece.key_shift).measures
+            generated = Composer(module, sampling).harmonize(melody, 0, piece.key_shift).measures
             assert np.array_equal(generated[:, 0], real[:, 0]), "the melody must come out unchanged"
             notes = module.encoding.to_notes(generated, module.pitch_range)
             draws_rows.append(musical_statistics(notes, module.n_voices, 0, n_measures, key_shift=piece.key_shift))

@@ -106,7 +106,7 @@ def val_unigram(grid_dir: Path) -> float:
     from rmvae.data.datamodule import ChoraleDataModule
 
     run_dir = next((grid_dir / "runs").iterdir())
-    config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    config = Config.from_stored(json.loads((run_dir / "config.json").read_text()))
     datamodule = ChoraleDataModule(config.data)
     datamodule.setup()
     return unigram_scores(datamodule.datasets["train"], datamodule.datasets["val"], datamodule.pitch_range)["nll"]

@@ -21,7 +21,7 @@ from scipy.io import wavfile
 from rmvae.evaluation import load_checkpoint, test_datamodule
 from rmvae.metrics import STATISTICS, musical_statistics
 from rmvae.render import midi_to_wav, notes_to_midi, pianoroll_png
-from rmvae.tasks import Generator, Piece, default_sampling
+from rmvae.tasks import Composer, Piece, default_sampling
 
 SEED_MEASURES, NEW_MEASURES = 8, 8
 
@@ -55,11 +55,11 @@ def main() -> None:
     real = datamodule.datasets["test"].measures_of(piece)[:SEED_MEASURES + NEW_MEASURES]
     sampling = default_sampling(module, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    generator = Generator(module, sampling)
+    composer = Composer(module, sampling)
     start = Piece(real[:SEED_MEASURES], np.zeros((SEED_MEASURES, module.n_voices), bool), piece.key_shift)
-    continued = generator.complete(start, NEW_MEASURES)
+    continued = composer.complete(start, NEW_MEASURES)
     harmonizing = default_sampling(module, args.seed, "harmonize")
-    harmonized = Generator(module, harmonizing).harmonize(real[:, :1], 0, piece.key_shift)
+    harmonized = Composer(module, harmonizing).harmonize(real[:, :1], 0, piece.key_shift)
     bach_notes = module.encoding.to_notes(real, module.pitch_range)
     rows = {"bach, measures 9–16": musical_statistics(bach_notes, module.n_voices, SEED_MEASURES, NEW_MEASURES,
                                                        key_shift=piece.key_shift),

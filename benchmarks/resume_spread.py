@@ -51,7 +51,7 @@ def worker(config_file: str, run_dir: str, kill_at: str | None, trace: Path | No
         moments.phase("eval")
         return evaluate_checkpoint(checkpoint, cache_dir=cache_dir, **options)
 
-    config = Config.from_dict(json.loads(Path(config_file).read_text()))
+    config = Config.from_stored(json.loads(Path(config_file).read_text()))
     outcome = run_one(config, Path(run_dir), train_fn=train_fn, evaluate_fn=evaluate_fn)
     if outcome["status"] == "failed":
         print(outcome["reason"], file=sys.stderr)

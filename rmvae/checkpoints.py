@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from rmvae.config import Config, ConfigError, with_added_fields
+from rmvae.config import Config, ConfigError
 from rmvae.data.sampling import RESUME_KEY
 from rmvae.errors import UserError
 from rmvae.files import atomic_writer
@@ -114,7 +114,7 @@ def check_resumable(path: Path, config: Config) -> None:
 def _differing_keys(stored: dict, config: Config) -> list[str]:
     """Dotted config keys whose stored value differs from ``config``'s (:data:`MAY_CHANGE` aside)."""
     try:
-        stored = Config.from_dict(with_added_fields(stored)).to_dict()
+        stored = Config.from_stored(stored).to_dict()
     except (ConfigError, TypeError, ValueError) as error:
         return [f"unreadable config: {error}"]
     current = config.to_dict()

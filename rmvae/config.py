@@ -50,7 +50,6 @@ WRITER_CONTEXTS = ("window", "measure")
 ENCODERS = ("fc", "conv", "rnn")
 TEMPORAL_INPUTS = ("experts", "latents")
 LATENT_PRIORS = ("temporal", "standard")
-SUBSET_INPUTS = ("subset", "all")
 ELBO_TERMS = ("subsampled", "full")
 PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true")
 
@@ -143,14 +142,9 @@ class ModelConfig:
     # against N(0, I) (the thesis's).
     latent_prior: str = "temporal"
     decoder_context: bool = True  # the decoders also read the temporal state (thesis: z only)
-    # The temporal state after a measure (what the next measure's prior and decoders read) also
-    # holds that measure's expert means side by side: a skip around the LSTM, so the notes at the
-    # bar line reach the prediction without passing two LSTM layers. Off by default: in the cpu
-    # profile it raised onset accuracy (+0.02–0.04) but overfit sooner, cost ≈1 nat of NLL and made
-    # continuations loop more (docs/experiments.md, "Onset accuracy"); the thesis has no skip either.
-    skip_last_measure: bool = False
-    rpoe: bool = True  # posterior of measure t is an expert at t+1 (latent_prior="standard" only)
-    rpoe_readd_prior: bool = False  # reproduce the original: N(0, I) re-added at every measure
+    # The posterior of measure t is the prior expert of measure t+1, so N(0, I) enters once
+    # (latent_prior="standard" only; docs/design.md §2.3).
+    rpoe: bool = True
     dropout_fc: float = 1e-2
     dropout_rnn: float = 1e-3
 
@@ -167,9 +161,6 @@ class ModelConfig:
             raise ConfigError("model.latent_prior='temporal' needs model.temporal_input='experts' (a prior "
                               "predicted from sampled latents would make every measure wait for the one before); "
                               "use model.latent_prior='standard' with temporal_input='latents' (the thesis design)")
-        if self.skip_last_measure and self.temporal_input != "experts":
-            raise ConfigError("model.skip_last_measure=true needs model.temporal_input='experts' (it passes the "
-                              "last measure's expert means on); set model.skip_last_measure=false for the thesis design")
         if self.kind == "direct" and (self.temporal_input != "experts" or not self.decoder_context):
             raise ConfigError("model.kind='direct' has no latents: it needs model.temporal_input='experts' "
                               "and model.decoder_context=true")
@@ -200,7 +191,6 @@ class LossConfig:
 
     n_subsets: int = 2  # k random voice subsets in the sub-sampled ELBO
     recon_inputs: bool = True  # also reconstruct every input measure from its own z_t
-    recon_inputs_weight: float = 1.0
     # Decode only this many randomly chosen input measures per window in training (0 = all T),
     # their sum scaled by T/k: an unbiased estimate of reconstructing every measure at about
     # (k+1)/(T+1) of the decoder's cost (benchmarks/train_throughput.py). Validation decodes all.
@@ -211,11 +201,6 @@ class LossConfig:
     # temporal prediction and every target voice's expert, KL against the prediction: an ELBO
     # of the next measure) or, False, drawn from the prediction alone (the thesis's).
     target_posterior: bool = True
-    # What a subset term of the sub-sampled ELBO reads: "subset", the subset's voices in every input
-    # measure and the target (the thesis's); "all", every input voice and the subset's target
-    # voices: the setup fill, harmonize, redo and inpaint predict in (the voice being written is
-    # visible in the earlier measures, the kept voices are known in the target measure).
-    subset_inputs: str = "subset"
     # Which ELBO terms train: "subsampled", the full set, each voice alone and n_subsets random
     # subsets (the thesis's); "full", the full-set term only (a plain sequential VAE: what the
     # multimodal terms cost per step, and an arm for what they add).
@@ -227,11 +212,10 @@ class LossConfig:
     # (free bits, Kingma et al. 2016); 0 = off, the thesis's objective. 0.25: without it the
     # autoregressive measure decoder learns to ignore z (no active unit at the `cpu` budget).
     free_bits: float = 0.25
-    scale: bool = True
+    # The music losses (docs/design.md §3.5): each weight is its term's only switch, 0 = off (the
+    # term is not computed for the objective; its value is still logged).
     scale_weight: float = 0.1
-    rhythm: bool = True
     rhythm_weight: float = 0.01
-    harmony: bool = True
     # Semitone, tone, tritone. 0.3 each (≈ 9 % of the ELBO's gradient): the weight at which the
     # `cpu` harmony_weight grid measured an effect on continuations at no detectable NLL cost;
     # the thesis's 0.01 (≈ 0.3 %) changes nothing measurable (docs/results.md, "Music-loss weights").
@@ -244,13 +228,15 @@ class LossConfig:
             raise ConfigError("loss.n_subsets must be ≥ 0")
         if self.nll_samples < 1:
             raise ConfigError("loss.nll_samples must be ≥ 1")
-        _check_choices("loss", self, dict(subset_inputs=SUBSET_INPUTS, elbo_terms=ELBO_TERMS))
+        _check_choices("loss", self, dict(elbo_terms=ELBO_TERMS))
         if self.free_bits < 0:
             raise ConfigError("loss.free_bits must be ≥ 0 (0 = off)")
         if self.recon_inputs_measures < 0:
             raise ConfigError("loss.recon_inputs_measures must be ≥ 0 (0 = reconstruct all input measures)")
         if len(self.harmony_weights) != 3:
             raise ConfigError("loss.harmony_weights needs three weights: semitone, tone, tritone")
+        if min(self.scale_weight, self.rhythm_weight, *self.harmony_weights) < 0:
+            raise ConfigError("loss.scale_weight, loss.rhythm_weight and loss.harmony_weights must be ≥ 0 (0 = off)")
 
 
 @dataclass(frozen=True)
@@ -319,6 +305,11 @@ class Config:
             built[f.name] = _build_section(section_cls, f.name, raw.get(f.name, {}))
         return cls(**built)
 
+    @classmethod
+    def from_stored(cls, raw: dict[str, Any]) -> "Config":
+        """The config of a checkpoint or run folder written by any version (:func:`upgrade_stored`)."""
+        return cls.from_dict(upgrade_stored(raw))
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
@@ -327,23 +318,61 @@ class Config:
 # checkpoint without them computed: a stored config lacking one meant that value, not today's
 # default (otherwise an older checkpoint would build a different model and fail to load).
 ADDED_FIELDS: dict[str, Any] = {
-    "model.skip_last_measure": False,
-    "loss.subset_inputs": "subset",
     "loss.elbo_terms": "subsampled",
     "model.measure_decoder": "factorised",
     "model.writer_context": "measure",
 }
 
+# Fields that older versions stored and this one no longer has, with the one value whose
+# behaviour this version computes: a stored config holding that value reads as today's config,
+# any other value is refused (this version cannot rebuild what it trained).
+REMOVED_FIELDS: dict[str, Any] = {
+    "model.skip_last_measure": False,  # no skip of the last measure's experts around the temporal LSTM
+    "model.rpoe_readd_prior": False,  # RPoE: N(0, I) enters once, at the first measure
+    "loss.subset_inputs": "subset",  # a subset term reads only the subset's voices of the past
+    "loss.recon_inputs_weight": 1.0,  # the input measures' reconstruction enters the ELBO unweighted
+}
 
-def with_added_fields(raw: dict[str, Any]) -> dict[str, Any]:
-    """A stored config dict (``Config.to_dict()`` of any version) with :data:`ADDED_FIELDS` it
-    lacks set to their old values; complete dicts come back unchanged."""
-    filled = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
-    for key, value in ADDED_FIELDS.items():
+# Music-loss switches that older versions stored beside the weight: false meant the term was
+# off, which is now the weight 0 (every interval's, for harmony); true left the weight in charge.
+REMOVED_SWITCHES: dict[str, tuple[str, Any]] = {
+    "loss.scale": ("loss.scale_weight", 0.0),
+    "loss.rhythm": ("loss.rhythm_weight", 0.0),
+    "loss.harmony": ("loss.harmony_weights", [0.0, 0.0, 0.0]),
+}
+
+
+def upgrade_stored(raw: dict[str, Any]) -> dict[str, Any]:
+    """A stored config dict (``Config.to_dict()`` of any version) in this version's terms: the
+    :data:`ADDED_FIELDS` it lacks set to their old values, the :data:`REMOVED_FIELDS` dropped and
+    the :data:`REMOVED_SWITCHES` turned into weights; a current dict comes back unchanged.
+
+    Raises:
+        ConfigError: a removed field holds a value whose behaviour this version no longer has.
+    """
+    stored = {section: dict(values) if isinstance(values, dict) else values for section, values in raw.items()}
+
+    def section_of(key: str) -> tuple[dict[str, Any] | None, str]:
         section, name = key.split(".")
-        if isinstance(filled.get(section), dict) and name not in filled[section]:
-            filled[section][name] = value
-    return filled
+        values = stored.get(section)
+        return (values if isinstance(values, dict) else None), name
+
+    for key, value in ADDED_FIELDS.items():
+        values, name = section_of(key)
+        if values is not None and name not in values:
+            values[name] = value
+    for key, kept in REMOVED_FIELDS.items():
+        values, name = section_of(key)
+        value = values.pop(name, kept) if values is not None else kept
+        if value != kept:
+            raise ConfigError(f"{key}={value!r}: this version of rmvae no longer supports it (it always "
+                              f"computes what {key}={kept!r} did); load or resume this run with a version that "
+                              f"has {key}")
+    for key, (weight_key, off) in REMOVED_SWITCHES.items():
+        values, name = section_of(key)
+        if values is not None and name in values and not _coerce(values.pop(name), bool, key):
+            values[weight_key.split(".")[1]] = off
+    return stored
 
 
 _SECTION_CLASSES = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}

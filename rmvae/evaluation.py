@@ -27,7 +27,7 @@ from rmvae.errors import UserError
 from rmvae.intervals import mean_ci
 from rmvae.metrics import STATISTICS, musical_statistics, pitch_class_distance, slice_measures
 from rmvae.module import RMVAEModule, eval_generator, load_module
-from rmvae.tasks import Generator, Piece, Sampling, default_sampling
+from rmvae.tasks import Composer, Piece, Sampling, default_sampling
 
 
 def load_checkpoint(path: str | Path, encoding: str | None = None) -> RMVAEModule:
@@ -149,16 +149,16 @@ def baseline_comparison(module: RMVAEModule, datamodule: ChoraleDataModule, spli
     return results
 
 
-ModeFactory = Callable[[int], Generator]  # the seed of one draw → a fresh Generator
+ModeFactory = Callable[[int], Composer]  # the seed of one draw → a fresh Composer
 
 
-def _seeded(module: RMVAEModule, sampling: Sampling, seed: int) -> Generator:
-    """A Generator drawing as ``sampling`` says from ``seed``: a mode's factory once partially applied."""
-    return Generator(module, replace(sampling, seed=seed))
+def _seeded(module: RMVAEModule, sampling: Sampling, seed: int) -> Composer:
+    """A Composer drawing as ``sampling`` says from ``seed``: a mode's factory once partially applied."""
+    return Composer(module, replace(sampling, seed=seed))
 
 
 def mode_factory(module: RMVAEModule, sampling: Sampling) -> ModeFactory:
-    """A decoding mode: a factory of Generators drawing as ``sampling`` says, from the seed of a draw."""
+    """A decoding mode: a factory of Composers drawing as ``sampling`` says, from the seed of a draw."""
     return partial(_seeded, module, sampling)
 
 
@@ -175,10 +175,10 @@ def decoding_modes(module: RMVAEModule) -> dict[str, ModeFactory]:
     return {mode: mode_factory(module, sampling) for mode, sampling in modes.items()}
 
 
-def _stochastic(generator: Generator) -> bool:
-    """Whether a generator draws at random: greedy tokens from the latent mean give the same
+def _stochastic(composer: Composer) -> bool:
+    """Whether a composer draws at random: greedy tokens from the latent mean give the same
     continuation every time, so one draw of it is all there is."""
-    return generator.sampling.temperature > 0 or generator.sampling.latent_temperature > 0
+    return composer.sampling.temperature > 0 or composer.sampling.latent_temperature > 0
 
 
 def _statistics_row(notes: np.ndarray, n_voices: int, seed_measures: int, continue_measures: int,
@@ -212,7 +212,7 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
                             draws: int = 3) -> dict[str, float]:
     """Musical statistics of continuations beside the real continuations.
 
-    ``modes`` maps a name to a factory of a fresh :class:`Generator` from the seed of a draw;
+    ``modes`` maps a name to a factory of a fresh :class:`Composer` from the seed of a draw;
     :func:`decoding_modes` by default. A stochastic mode continues each piece ``draws`` times, with
     seeds ``seed, seed + 1, …`` (the same for every piece), and the piece's row is the mean over its
     draws: one draw is a noisy measurement of what the model does with that chorale, and averaging
@@ -234,12 +234,12 @@ def continuation_statistics(module: RMVAEModule, datamodule: ChoraleDataModule, 
         seed_notes = slice_measures(real_notes, 0, seed_measures)
         rows["bach"].append(_statistics_row(real_notes, n_voices, seed_measures, continue_measures, seed_notes,
                                             piece.key_shift))
-        for mode, make_generator in modes.items():
-            generator, drawn = make_generator(seed), []
-            for draw in range(draws if _stochastic(generator) else 1):
-                generator = make_generator(seed + draw) if draw else generator
+        for mode, make_composer in modes.items():
+            composer, drawn = make_composer(seed), []
+            for draw in range(draws if _stochastic(composer) else 1):
+                composer = make_composer(seed + draw) if draw else composer
                 start = Piece(real[:seed_measures], np.zeros((seed_measures, n_voices), bool), piece.key_shift)
-                notes = module.encoding.to_notes(generator.complete(start, continue_measures).measures, pitch_range)
+                notes = module.encoding.to_notes(composer.complete(start, continue_measures).measures, pitch_range)
                 drawn.append(_statistics_row(notes, n_voices, seed_measures, continue_measures, seed_notes,
                                              piece.key_shift))
                 if sample_path is not None and mode == SAMPLE_MODE[module.model.has_latents] and not sample_written:

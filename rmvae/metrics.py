@@ -5,7 +5,7 @@ metric, each docstring gives the definition and its edge cases, in the style of
 ``muspy.metrics``. Inputs:
 
 * monophonic tokens ``(..., V, S)``: ``0..P-1`` onset of pitch ``low + class``, ``P`` rest,
-  ``P + 1`` hold (see :mod:`rmvae.data.encoding`);
+  ``P + 1`` hold (see :mod:`rmvae.data.notes`);
 * note lists ``(N, 4)`` of ``(voice, start, duration, pitch)`` in sixteenth steps. A note with a
   negative start sounded before the analysed slice: it *sounds* in the slice but is not an
   onset of it (:func:`musical_statistics` makes such lists).
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from rmvae.config import STEPS_PER_MEASURE
-from rmvae.data.encoding import DURATION, PITCH, START, VOICE, PitchRange
+from rmvae.data.notes import DURATION, PITCH, START, VOICE, PitchRange
 from rmvae.intervals import mean_ci
 
 DISSONANT_INTERVALS = (1, 2, 6, 10, 11)  # semitones mod 12: seconds, tritone, sevenths
@@ -56,7 +56,7 @@ def _sounding_class(tokens: np.ndarray, pitch_range: PitchRange) -> np.ndarray:
     """Pitch class index sounding at every step, ``-1`` for silence, carried along the S axis.
 
     A hold repeats the value of the previous step; a hold at the first step of the measure (or
-    after a rest) sounds nothing, as in :func:`rmvae.data.encoding.tokens_to_notes`.
+    after a rest) sounds nothing, as in :func:`rmvae.data.notes.tokens_to_notes`.
     """
     sounding = np.where(tokens < pitch_range.n_pitches, tokens, -1).astype(np.int64)
     for step in range(1, tokens.shape[-1]):

@@ -7,6 +7,9 @@ then reruns only the (R)PoE, the temporal model and the decoders under its own v
 *known* in the target measure, so the model learns to fill and harmonize from them (docs/design.md §2.5);
 the full-set term predicts the target from the past alone, which is the completion task and the
 one whose importance-weighted NLL (``val/nll``, docs/design.md §3.4) selects checkpoints and compares arms.
+``recon_nll``, despite its name, is no reconstruction and selects nothing: it is the single-sample
+NLL of that prediction (z drawn once from the temporal prediction, its mean in evaluation), a
+looser, cheaper companion of ``val/nll`` kept under its old name for older run folders.
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ import torch
 from torch import Tensor
 
 from rmvae import losses
-from rmvae.config import STEPS_PER_MEASURE, Config, with_added_fields
-from rmvae.data.encoding import PitchRange
+from rmvae.config import STEPS_PER_MEASURE, Config
+from rmvae.data.notes import PitchRange
 from rmvae.data.sampling import step_seed
 from rmvae.encodings import encoding_named
 from rmvae.model.baseline import AutoregressiveBaseline
@@ -86,7 +89,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
     def __init__(self, config: dict, encoding_info: dict):
         super().__init__()
         self.save_hyperparameters()
-        self.config = Config.from_dict(with_added_fields(config))  # checkpoints of older versions too
+        self.config = Config.from_stored(config)  # checkpoints of older versions too
         self.pitch_range = PitchRange(encoding_info["low"], encoding_info["high"])
         self.n_voices = encoding_info["n_voices"]
         self.encoding = encoding_named(encoding_info["encoding"])  # an Encoding; the checkpoint keeps the name
@@ -136,14 +139,18 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         return self.encoding.recon_loss(decoded, truth, voice_mask)
 
     def music_terms(self, decoded: Decoded, truth: Tensor, truth_mask: Tensor) -> dict[str, Tensor]:
-        """Scale, rhythm and harmony terms of a predicted measure, per sample ``(B,)``."""
+        """Scale, rhythm and harmony terms of a predicted measure, per sample ``(B,)``: measured in
+        every run, whatever their weights (the arms of a music-loss grid are compared on them), and
+        ``harmony_loss``, the weighted harmony term, only where some harmony weight is not 0."""
         pc = self.encoding.pitch_class_mass(decoded, self.pitch_range.low)  # (B, V, S, 12)
         rhythm = self.encoding.rhythm_loss(decoded, truth, truth_mask)
         harmony = losses.harmony_terms(pc)  # (B, 3)
-        return {"scale": losses.scale_loss(pc, truth, truth_mask, self.pitch_range.low, self.pitch_range.n_pitches),
-                "rhythm": rhythm, "harmony_semitone": harmony[:, 0], "harmony_tone": harmony[:, 1],
-                "harmony_tritone": harmony[:, 2], "harmony": losses.harmony_value(pc),
-                "harmony_loss": losses.harmony_loss(pc, self.config.loss.harmony_weights)}
+        terms = {"scale": losses.scale_loss(pc, truth, truth_mask, self.pitch_range.low, self.pitch_range.n_pitches),
+                 "rhythm": rhythm, "harmony_semitone": harmony[:, 0], "harmony_tone": harmony[:, 1],
+                 "harmony_tritone": harmony[:, 2], "harmony": losses.harmony_value(pc)}
+        if any(self.config.loss.harmony_weights):
+            terms["harmony_loss"] = losses.harmony_loss(pc, self.config.loss.harmony_weights)
+        return terms
 
     def beta(self) -> float:
         if not self.training:
@@ -174,7 +181,8 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         for name, output, term_mask in terms:
             total = total + self.term_loss(window, name, output, term_mask, beta, recon_measures, logs)
         prediction = self.pure_prediction(terms[0][1], window, known_target=self.config.loss.target_posterior)
-        # Single-sample NLL of the prediction from the past alone (the prior's mean in evaluation).
+        # recon_nll: the single-sample NLL of the prediction from the past alone (z drawn once from
+        # the temporal prediction, its mean in evaluation): not a reconstruction of the inputs.
         logs["recon_nll"] = self.reconstruction(prediction.prediction, window.target, window.target_mask).mean()
         total = total + self.music_loss(prediction, window, logs)
         logs.update(loss=total, beta=torch.tensor(beta))
@@ -207,9 +215,8 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         :meth:`decode_targets`."""
         cfg = self.config.loss
         full = name == "full"
-        # (B, T, V): a subset term hides the other voices in the past too, unless it is told to
-        # read every input voice (the fill setup: only the target's voices are partly known).
-        term_mask = window.input_mask if cfg.subset_inputs == "all" else window.input_mask & voices
+        # (B, T, V): a subset term hides the other voices in the past too (the thesis's sub-sampled ELBO).
+        term_mask = window.input_mask & voices
         # Full-set term: the target's latent from the prediction alone (thesis) or from the
         # target too (an ELBO of the next measure); subset terms know the subset's voices.
         known = window.target_mask & voices if not full or cfg.target_posterior else torch.zeros_like(window.target_mask)
@@ -253,8 +260,8 @@ class RMVAEModule(StepMetrics, L.LightningModule):
 
     def input_measure_terms(self, window: Window, output: RMVAEOutput, term_mask: Tensor,
                             recon_measures: Tensor | None, logs: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """The input measures' part of the full-set term: their KL ``(B,)``, their weighted
-        reconstruction ``(B,)`` and the free-bits excess (scalar).
+        """The input measures' part of the full-set term: their KL ``(B,)``, their reconstruction
+        ``(B,)`` and the free-bits excess (scalar).
 
         Their KL is paired with their reconstruction, so it is counted once, here: counting it in
         every subset term without the matching reconstruction pulled every posterior onto the
@@ -271,7 +278,7 @@ class RMVAEModule(StepMetrics, L.LightningModule):
                 scale = window.measures / recon_measures.shape[1]
             recon = self.reconstruction(output.recon, truth, truth_mask) * scale
             logs["recon_inputs"] = recon.mean()
-        return input_kl.sum(dim=(1, 2)), cfg.recon_inputs_weight * recon, free_bits
+        return input_kl.sum(dim=(1, 2)), recon, free_bits
 
     def input_kl(self, output: RMVAEOutput, mask: Tensor) -> Tensor:
         """KL of every present input measure's posterior against its prior (N(0, I) or the
@@ -321,15 +328,16 @@ class RMVAEModule(StepMetrics, L.LightningModule):
         return self.weighted_music(music)
 
     def weighted_music(self, music: dict[str, Tensor]) -> Tensor:
-        """The music terms' part of the objective: each switched-on term (batch means, as
-        :meth:`music_terms` names them) times its weight; harmony is ``losses.harmony_loss``."""
+        """The music terms' part of the objective: each term (batch means, as :meth:`music_terms`
+        names them) times its weight; harmony is ``losses.harmony_loss``. A term of weight 0 is off:
+        it is left out of the sum, not added times 0 (a NaN in it cannot reach the objective)."""
         cfg = self.config.loss
         total = torch.zeros((), device=self.device)
-        if cfg.scale:
+        if cfg.scale_weight:
             total = total + cfg.scale_weight * music["scale"]
-        if cfg.rhythm:
+        if cfg.rhythm_weight:
             total = total + cfg.rhythm_weight * music["rhythm"]
-        if cfg.harmony:
+        if any(cfg.harmony_weights):
             total = total + music["harmony_loss"]
         return total
 

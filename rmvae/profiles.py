@@ -79,13 +79,11 @@ def profile_overrides(name: str) -> dict[str, Any]:
 THESIS_DESIGN: dict[str, Any] = {
     "model.encoder": "rnn",
     "model.temporal_input": "latents",
-    "model.skip_last_measure": False,
     "model.latent_prior": "standard",
     "model.decoder_context": False,
     "model.measure_decoder": "factorised",  # per-voice decoders, every token independent
     "loss.free_bits": 0.0,
     "loss.target_posterior": False,
-    "loss.subset_inputs": "subset",
     "loss.elbo_terms": "subsampled",
     "loss.harmony_weights": (0.01, 0.01, 0.01),  # the thesis's weight, a ≈ 0.3 % gradient share here
     "train.lr": 1e-3,  # the thesis's (docs/design.md §3.7); a grid's arms share the grid's learning rate instead

@@ -1,7 +1,7 @@
 """Writing results (docs/design.md §5): MIDI files, pianoroll PNGs and WAV audio. I/O only, no model code.
 
 Note lists are ``(N, 4)`` int arrays of ``(voice, start, duration, pitch)``, start and duration
-in sixteenth steps, as in :mod:`rmvae.data.encoding`.
+in sixteenth steps, as in :mod:`rmvae.data.notes`.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from rmvae.config import STEPS_PER_MEASURE, VOICE_NAMES
-from rmvae.data.encoding import DURATION, PITCH, START, VOICE
+from rmvae.data.notes import DURATION, PITCH, START, VOICE
 
 CHOIR_AAHS = 52  # General MIDI program (0-based): the chorales are vocal music
 VOICE_COLOURS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown",

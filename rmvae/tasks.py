@@ -108,7 +108,7 @@ class Piece:
         return self.measures.shape[0]
 
 
-class Generator:
+class Composer:
     """Runs a trained module measure by measure under ``torch.inference_mode``."""
 
     def __init__(self, module: RMVAEModule, sampling: Sampling = Sampling()):
@@ -276,7 +276,9 @@ class Generator:
             inputs = torch.from_numpy(np.asarray(piece.measures[:length]))[None]
             mask = torch.ones((1, length, self.n_voices), dtype=torch.bool)
             mu, logvar = self.model.encode(self.model.features(inputs))
-            latents.append(self.model.from_experts(mu, logvar, mask, sample=False, decode=False).post_mu[0])  # (L, Z)
+            # Only the posterior means: nothing is decoded (a measure writer would need the tokens to score).
+            output = self.model.from_experts(mu, logvar, mask, sample=False, reconstruct=False, decode=False)
+            latents.append(output.post_mu[0])  # (L, Z)
         blends = torch.cat([torch.lerp(latents[0], latents[1], alpha) for alpha in np.linspace(0, 1, n_points)])
         state = blends.new_zeros(len(blends), self.model.state_size)  # no context: the blends stand alone
         measures = self.model.write(blends, state).numpy()

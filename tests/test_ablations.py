@@ -30,7 +30,7 @@ from ablations.grids import (AUTOREGRESSIVE_ARM, BASELINE, BASELINE_ARM, DIRECT_
 from ablations.run import main
 from ablations.runfolder import run_status
 from ablations.runner import run_one
-from rmvae.config import Config, ConfigError, apply_overrides
+from rmvae.config import Config, ConfigError, LossConfig, apply_overrides
 from rmvae.profiles import THESIS_DESIGN
 from rmvae.files import atomic_write_json, atomic_write_text
 
@@ -49,7 +49,7 @@ def _log(line: str) -> None:
 
 
 def _loss(config: Config, step: int) -> float:
-    harmony = 0.05 if config.loss.harmony else 0.0
+    harmony = 0.05 if any(config.loss.harmony_weights) else 0.0
     return 2.0 * math.exp(-step / 4) + 0.1 * config.train.seed + harmony
 
 
@@ -86,7 +86,7 @@ def fake_train(config: Config, out_dir: Path) -> dict:
 def fake_evaluate(checkpoint, split="test", seed=0, sample_path=None) -> dict:
     """Contract of rmvae.evaluation.evaluate_checkpoint: flat metrics, sample .mid + .png."""
     config = Config.from_dict(json.loads((Path(checkpoint).parent.parent / "config.json").read_text()))
-    on = 1.0 if config.loss.harmony else 0.0
+    on = 1.0 if any(config.loss.harmony_weights) else 0.0
     rpoe = 1.0 if config.model.rpoe else 0.0
     if sample_path is not None:
         Path(sample_path).write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x04\x01\xe0")
@@ -171,7 +171,8 @@ def test_baseline_is_the_spec_default():
     assert (config.model.kind, config.model.temporal_input, config.model.latent_prior) == \
         ("rmvae", "experts", "temporal")
     assert config.model.decoder_context and config.loss.target_posterior
-    assert config.model.rpoe and config.loss.scale and config.loss.rhythm and config.loss.harmony
+    assert config.model.rpoe and config.loss.scale_weight > 0 and config.loss.rhythm_weight > 0
+    assert config.loss.harmony_weights == LossConfig().harmony_weights
     assert (config.data.n_measures, config.data.offset) == (8, 1)
     for key, value in BASELINE.items():  # the baseline is what Config() defaults to
         section, name = key.split(".")
@@ -230,15 +231,23 @@ def test_every_grid_trains_the_autoregressive_baseline_beside_its_arms():
         assert len({r.run_id for r in plan.runs}) == len(plan.runs)
 
 
-def test_decoder_grid_names_the_decoder_in_both_arms_and_is_in_all(tmp_path, capsys):
+def test_decoder_grid_names_the_decoder_and_free_bits_in_every_arm_and_is_in_all(tmp_path, capsys):
     plan = expand_grid("decoder", "quick", seeds=1)
-    assert GRIDS["decoder"] == {"factorised": {"model.measure_decoder": "factorised"},
-                                "autoregressive": {"model.measure_decoder": "autoregressive"}}
-    assert plan.reference == "factorised"  # the default: differences are autoregressive − factorised
-    decoders = {r.arm: r.config.model.measure_decoder for r in plan.runs}
-    assert decoders == {"factorised": "factorised", "autoregressive": "autoregressive",
-                        DIRECT_ARM: "factorised", AUTOREGRESSIVE_ARM: "factorised"}
-    assert "decoder" in GRID_CHOICES and "autoregressive" in expand_grid("all", "quick", seeds=1).arms
+    assert GRIDS["decoder"] == {
+        "factorised": {"model.measure_decoder": "factorised", "loss.free_bits": 0.0},
+        "autoregressive": {"model.measure_decoder": "autoregressive", "loss.free_bits": 0.25},
+        "autoregressive_no_free_bits": {"model.measure_decoder": "autoregressive", "loss.free_bits": 0.0}}
+    assert plan.reference == "autoregressive"  # the default (BASELINE): differences are arm − autoregressive
+    decoders = {r.arm: (r.config.model.measure_decoder, r.config.loss.free_bits) for r in plan.runs
+                if r.arm in GRIDS["decoder"]}
+    assert decoders == {"factorised": ("factorised", 0.0), "autoregressive": ("autoregressive", 0.25),
+                        "autoregressive_no_free_bits": ("autoregressive", 0.0)}
+    baselines = {r.arm: r.config.model.measure_decoder for r in plan.runs if r.arm not in GRIDS["decoder"]}
+    assert baselines == {DIRECT_ARM: "autoregressive", AUTOREGRESSIVE_ARM: "factorised"}
+    all_arms = expand_grid("all", "quick", seeds=1).arms
+    # in `all` the arm equal to the baseline is the baseline's arm; the other two are arms of their own
+    assert "decoder" in GRID_CHOICES and {"factorised", "autoregressive_no_free_bits"} <= set(all_arms)
+    assert "autoregressive" not in all_arms
     assert main(["--grid", "decoder", "--out", str(tmp_path), "--dry-run", "--seeds", "1"]) == 0
     assert AUTOREGRESSIVE_ARM in capsys.readouterr().out and not any(tmp_path.iterdir())
 
@@ -258,7 +267,11 @@ def test_wandb_labels_and_tags():
     train = run.config.train
     assert (train.wandb_group, train.wandb_name) == ("harmony", "harmony_off/seed1")
     assert {"harmony:off", "rpoe:on", "size:small", "transpose:on", "scale_rhythm:on"} <= set(train.wandb_tags)
-    assert "scale_rhythm:off" in toggle_tags(apply_overrides(Config(), {"loss.scale": False, "loss.rhythm": False}))
+    off = {"loss.scale_weight": 0, "loss.rhythm_weight": 0}
+    assert "scale_rhythm:off" in toggle_tags(apply_overrides(Config(), off))
+    assert "scale_rhythm:scale:off,rhythm:on" in toggle_tags(apply_overrides(Config(), {"loss.scale_weight": 0}))
+    # the on arms state the baseline's weights: they are the baseline
+    assert expand_grid("harmony").arms["harmony_on"] == {"loss.harmony_weights": BASELINE["loss.harmony_weights"]}
     assert expand_grid("harmony", devices=4).runs[0].config.train.devices == 4
 
 
@@ -271,7 +284,7 @@ def test_bad_grid_profile_and_override_raise_one_clear_error():
     with pytest.raises(ConfigError, match="model.nope"):
         expand_grid("harmony", overrides=["model.nope=1"])
     with pytest.raises(ConfigError, match="varies"):
-        expand_grid("harmony", overrides=["loss.harmony=false"])
+        expand_grid("harmony", overrides=["loss.harmony_weights=0,0,0"])
 
 
 # ---------------------------------------------------------------- run.py with a fake trainer
@@ -283,7 +296,7 @@ def test_dry_run_lists_runs_and_writes_nothing(tmp_path, capsys):
     plan = expand_grid("harmony")
     for run in plan.runs:
         assert run.run_id in out
-    assert "loss.harmony=False" in out and "train.seed=2" in out and "harmony_off" in out
+    assert "loss.harmony_weights=(0.0, 0.0, 0.0)" in out and "train.seed=2" in out and "harmony_off" in out
     assert not any(tmp_path.iterdir())
 
 
@@ -380,7 +393,7 @@ def _run_cli(*args, env=None, timeout=120):
     (["--grid", "nope"], "choose from"),
     (["--grid", "harmony", "--profile", "huge"], "choose from"),
     (["--grid", "harmony", "--set", "model.nope=3"], "model.nope"),
-    (["--grid", "harmony", "--set", "loss.harmony=false"], "varies"),
+    (["--grid", "harmony", "--set", "loss.harmony_weights=0,0,0"], "varies"),
 ])
 def test_bad_input_gives_one_message_and_exit_2(tmp_path, args, expected):
     result = _run_cli("ablations/run.py", *args, "--out", str(tmp_path), "--dry-run")
@@ -659,7 +672,8 @@ def test_dose_response_grids_compare_each_weight_with_weight_zero():
     weights = {arm: next(r.config.loss for r in plan.runs if r.arm == arm) for arm in plan.arms
                if arm not in TRAINED_BASELINES}
     assert [w.harmony_weights for w in weights.values()] == [(x, x, x) for x in DOSE_WEIGHTS["harmony_weight"][1]]
-    assert weights["harmony_w0"].harmony is False and all(w.harmony for a, w in weights.items() if a != "harmony_w0")
+    assert not any(weights["harmony_w0"].harmony_weights)
+    assert all(all(w.harmony_weights) for a, w in weights.items() if a != "harmony_w0")
     scale = expand_grid("scale_weight", "quick", seeds=1)
     assert scale.reference == "scale_w0"
     assert [next(r.config.loss.scale_weight for r in scale.runs if r.arm == a) for a in scale.arms

@@ -85,7 +85,8 @@ def make_grid_folder(root: Path, final=FINAL, failed=(("new", 3, "RuntimeError: 
     (grid_dir).mkdir(parents=True)
     (grid_dir / "grid.json").write_text(json.dumps(dict(
         grid_version=1, grid="toy", profile="quick", reference="ref", arm_order=arms,
-        arms={arm: dict(overrides=TRAINED_BASELINES.get(arm, {"loss.harmony": arm == "ref"}), config={})
+        arms={arm: dict(overrides=TRAINED_BASELINES.get(arm, {"loss.harmony_weights": [0.3 * (arm == "ref")] * 3}),
+                        config={})
               for arm in arms})))
     for (arm, seed), metrics in final.items():
         run_dir = grid_dir / "runs" / f"{arm}{seed}"

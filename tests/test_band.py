@@ -15,7 +15,7 @@ from rmvae.band import (BandEngine, CachedPredictor, FilePlayer, LivePlayer, Nai
                         SimulatedClock, measure_seconds, measure_tokens, quantise, step_seconds)
 from rmvae.cli import main
 from rmvae.config import STEPS_PER_MEASURE, Config, DataConfig, LossConfig, ModelConfig, TrainConfig
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 from rmvae.data.midi import read_midi
 from rmvae.model.rmvae import RMVAE
 from rmvae.module import RMVAEModule
@@ -30,12 +30,14 @@ OFFSET_MESSAGE = ("this checkpoint was trained with offset 1; the band player ne
 
 @pytest.fixture(scope="module")
 def band_checkpoint(chorale_folder, cache_dir, tmp_path_factory):
-    """A tiny model trained for a few steps with offset 2 (the band's setting)."""
+    """A tiny model trained for a few steps with offset 2 (the band's setting) and, as
+    `rmvae train --offset 2` sets it, the default writer in the context the band caches (measure)."""
     from rmvae.train import train
 
     config = Config(data=DataConfig(source=str(chorale_folder), split=(0.6, 0.2, 0.2), batch_size=16,
                                     n_measures=4, offset=2),
-                    model=ModelConfig(size="small", width_scale=0.25, z_dim=8), loss=LossConfig(n_subsets=1),
+                    model=ModelConfig(size="small", width_scale=0.25, z_dim=8, writer_context="measure"),
+                    loss=LossConfig(n_subsets=1),
                     train=TrainConfig(max_steps=4, wandb=False, limit_val_batches=1))
     return train(config, tmp_path_factory.mktemp("band_run"), progress_bar=False, cache_dir=cache_dir)["best_checkpoint"]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rmvae.baselines import PositionalUnigram, target_tokens, unigram_scores
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 
 # One pitch (MIDI 60): class 0 = the pitch's onset, 1 = rest, 2 = hold → 3 token classes.
 PITCHES = PitchRange(60, 60)

@@ -12,7 +12,7 @@ import pytest
 from rmvae.config import DataConfig
 from rmvae.data.corpus import NoUsableFilesError, load_corpus
 from rmvae.data.datamodule import ChoraleDataModule
-from rmvae.data.encoding import PitchRange, notes_to_tokens, tokens_to_notes, notes_to_poly, poly_to_notes
+from rmvae.data.notes import PitchRange, notes_to_tokens, tokens_to_notes, notes_to_poly, poly_to_notes
 from rmvae.data.midi import (DrumsOnlyError, EmptyScoreError, NotFourFourError, NotMidiError, VoiceCountError,
                              read_midi, read_music21)
 

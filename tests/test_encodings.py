@@ -6,7 +6,7 @@ from torch import nn
 
 from rmvae.config import STEPS_PER_MEASURE as S
 from rmvae.config import ConfigError
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 from rmvae.encodings import MONO, POLY, Decoded, encoding_named
 
 RANGE = PitchRange(60, 65)  # P = 6; rest = 6, hold = 7

@@ -270,13 +270,13 @@ def test_two_evaluations_of_one_checkpoint_give_identical_json(results, checkpoi
     assert "test/recon" in again and "test/kl" in again  # the subset terms are part of what matched
 
 
-def test_continuation_modes_are_the_generators_given(checkpoint, cache_dir, held_out):
-    """A mode is any Generator: one that repeats the last measure gives repeat rate 1 and the
+def test_continuation_modes_are_the_composers_given(checkpoint, cache_dir, held_out):
+    """A mode is any Composer: one that repeats the last measure gives repeat rate 1 and the
     onsets of each piece's last seed measure, worked out here from the tokens."""
     from rmvae.evaluation import continuation_statistics
-    from rmvae.tasks import Generator
+    from rmvae.tasks import Composer
 
-    class RepeatLast(Generator):
+    class RepeatLast(Composer):
         def predict(self, measures, present, target, known=None):
             return np.array(measures[target - 1])
 
@@ -298,9 +298,9 @@ def test_stochastic_modes_average_their_draws_per_piece(checkpoint, cache_dir, h
     with 3 draws (seeds 5, 6, 7) each piece's onsets are 1/3 of its last seed measure's; a greedy
     generator is made once per piece."""
     from rmvae.evaluation import continuation_statistics
-    from rmvae.tasks import Generator, Sampling
+    from rmvae.tasks import Composer, Sampling
 
-    class RepeatOrRest(Generator):
+    class RepeatOrRest(Composer):
         def predict(self, measures, present, target, known=None):
             return np.array(measures[target - 1]) if self.sampling.seed % 2 == 0 else self.empty(1)[0]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rmvae.cli import main
-from rmvae.data.encoding import PITCH, START
+from rmvae.data.notes import PITCH, START
 from rmvae.data.midi import read_midi
 from test_tasks import trained_checkpoint  # noqa: E402  (the shared tiny model)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 from rmvae.intervals import mean_ci
 from rmvae.metrics import (always_hold_baseline, dissonance_rate, distinct_pitches_per_voice, folder_statistics,
                            musical_statistics, note_length_entropy, onsets_per_measure, out_of_range_share,

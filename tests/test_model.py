@@ -11,13 +11,22 @@ from rmvae.config import STEPS_PER_MEASURE, Config, LossConfig, ModelConfig
 from rmvae.profiles import THESIS_DESIGN
 from rmvae.model import RMVAE, layers
 from rmvae.model.poe import product_of_experts
+from rmvae.model.rmvae import Teacher
+from rmvae.model.writer import WriterContext
 from rmvae.module import RMVAEModule
 
 S = STEPS_PER_MEASURE
 B, T, V, P = 2, 3, 4, 12
 SIZES = [("small", 1.0), ("medium", 0.25)]
-CASES = [(size, scale, encoder, encoding) for (size, scale), encoder, encoding
-         in itertools.product(SIZES, ("rnn", "conv"), ("mono", "poly"))]
+# The poly encoding has only the factorised decoder; mono runs both measure decoders.
+CASES = [(size, scale, encoder, encoding, decoder) for (size, scale), encoder, (encoding, decoder)
+         in itertools.product(SIZES, ("rnn", "conv"),
+                              (("mono", "factorised"), ("mono", "autoregressive"), ("poly", "factorised")))]
+# The measure writer in each context it has: over the whole window (the default) or per measure.
+WRITER = {"measure_decoder": "autoregressive", "writer_context": "window"}
+MEASURE_WRITER = {"measure_decoder": "autoregressive", "writer_context": "measure"}
+FACTORISED = {"measure_decoder": "factorised"}
+DECODERS = {"factorised": FACTORISED, "writer-window": WRITER, "writer-measure": MEASURE_WRITER}
 # The thesis's model design (profiles.THESIS_DESIGN's model keys) as ModelConfig fields: the temporal
 # LSTM over sampled PoE/RPoE latents, N(0, I) priors, z-only decoders. The encoder kind is left
 # to each test's own parameter (the thesis's is "rnn").
@@ -53,9 +62,9 @@ def random_inputs(encoding, batch=B, measures=T, generator=None):
     return x[:, :measures], x[:, measures]
 
 
-@pytest.mark.parametrize("size, scale, encoder, encoding", CASES)
-def test_forward_shapes(size, scale, encoder, encoding):
-    model = make_model(size, scale, encoder, encoding)
+@pytest.mark.parametrize("size, scale, encoder, encoding, decoder", CASES)
+def test_forward_shapes(size, scale, encoder, encoding, decoder):
+    model = make_model(size, scale, encoder, encoding, measure_decoder=decoder)
     inputs, target = random_inputs(encoding)
     mask = torch.ones(B, T, V)
     target_mask = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0]])
@@ -158,7 +167,7 @@ def test_empty_target_mask_equals_no_target():
 
 @pytest.mark.parametrize("encoding", ["mono", "poly"])
 def test_decode_tokens_greedy_is_deterministic(encoding):
-    model = make_model(encoding=encoding).eval()
+    model = make_model(encoding=encoding, **FACTORISED).eval()  # the factorised heads' decoding
     inputs, _ = random_inputs(encoding)
     out = model(inputs, torch.ones(B, T, V), sample=False)
     first, second = model.decode_tokens(out.prediction), model.decode_tokens(out.prediction)
@@ -172,14 +181,14 @@ def test_decode_tokens_greedy_is_deterministic(encoding):
 
 
 def test_decode_tokens_rules():
-    model = make_model()
+    model = make_model(**FACTORISED)  # the factorised heads' decoding
     pitch_logits = torch.full((1, V, S, P + 1), -5.0)
     hold_logits = torch.full((1, V, S), -5.0)
     pitch_logits[..., 3] = 5.0  # pitch 3 everywhere...
     pitch_logits[0, 0, 4, P] = 10.0  # ...but a rest at step 4 of voice 0
     hold_logits[0, 0, 5:8] = 5.0  # holds after the rest → rests
     hold_logits[0, 1, 1:4] = 5.0  # holds after a note stay holds
-    with pytest.raises(ValueError, match="temporal state"):  # the default decoders read z and the state
+    with pytest.raises(ValueError, match="temporal state"):  # these decoders read z and the state
         model.decode(torch.zeros(1, 8))
     decoded = model.decode(torch.zeros(1, 8), torch.zeros(1, model.state_size))
     assert decoded.pitch_logits.shape == pitch_logits.shape and decoded.hold_logits.shape == hold_logits.shape
@@ -199,27 +208,43 @@ def test_decode_tokens_rules():
 
 @pytest.mark.parametrize("design, encoder, encoding, rpoe", [
     ("thesis", "rnn", "mono", True), ("thesis", "conv", "poly", True), ("thesis", "rnn", "mono", False),
-    ("default", "fc", "mono", True), ("default", "conv", "poly", True), ("default", "rnn", "mono", True),
-    ("direct", "fc", "mono", True)])
+    ("factorised", "fc", "mono", True), ("factorised", "conv", "poly", True), ("factorised", "rnn", "mono", True),
+    ("writer", "fc", "mono", True), ("writer", "rnn", "mono", True),
+    ("direct", "fc", "mono", True), ("direct-writer", "fc", "mono", True)])
 def test_incremental_api_matches_forward(design, encoder, encoding, rpoe):
     """Experts cached one measure at a time give forward's predicted Gaussian and temporal state,
-    and decoding the predicted mean with that state gives forward's prediction (the band player)."""
-    design_fields = {"thesis": THESIS_MODEL, "default": {}, "direct": {"kind": "direct"}}[design]
+    and decoding the predicted mean with that state gives forward's prediction (the band player).
+
+    The writer is the one the band supports, ``writer_context="measure"`` (a window writer runs on
+    over the window's tokens, which the band does not cache): it scores the target after the last
+    input measure's visible voices, and writes the same measure from either side's latent and state."""
+    design_fields = {"thesis": THESIS_MODEL, "factorised": FACTORISED, "writer": MEASURE_WRITER,
+                     "direct": {"kind": "direct", **FACTORISED},
+                     "direct-writer": {"kind": "direct", **MEASURE_WRITER}}[design]
     model = make_model(encoder=encoder, encoding=encoding, rpoe=rpoe, **design_fields).eval()
-    inputs, _ = random_inputs(encoding, measures=4)
+    writes = model.writer is not None
+    inputs, target = random_inputs(encoding, measures=4)
     mask = torch.ones(B, 4, V)
     mask[0, 0] = 0
     mask[1, :, 2] = 0
     with torch.inference_mode():
-        out = model(inputs, mask, sample=False)
+        out = model(inputs, mask, target if writes else None, sample=False)  # a writer scores a given target
         experts = [model.encode_measure(model.features(inputs[:, t])) for t in range(4)]  # one measure at a time
         mu = torch.stack([e[0] for e in experts], dim=1)
         logvar = torch.stack([e[1] for e in experts], dim=1)
         prior_mu, prior_logvar, state = model.predict_from_experts(mu, logvar, mask)
-        decoded = model.decode(prior_mu, state)
+        if writes:
+            # What it writes the target after: the last input measure, a hidden voice unknown (class P + 2).
+            previous = torch.where(mask[:, -1, :, None].bool(), inputs[:, -1], torch.full_like(inputs[:, -1], P + 2))
+            decoded = model.decode(prior_mu, state, target, WriterContext(previous))
+            written = model.write(prior_mu, state, WriterContext(previous))
+            assert torch.equal(written, model.write(out.target_z, out.state, out.target_context))
+            assert torch.equal(out.target_context.previous, previous) and out.target_context.lstm is None
+        else:
+            decoded = model.decode(prior_mu, state)
     assert state.shape == out.state.shape == (B, model.state_size)
     assert torch.allclose(state, out.state, atol=1e-5)
-    if design == "direct":  # no latents: nothing predicted but the state
+    if design.startswith("direct"):  # no latents: nothing predicted but the state
         assert prior_mu is None and prior_logvar is None and out.prior_mu is None
     else:
         assert torch.allclose(prior_mu, out.prior_mu, atol=1e-5)
@@ -233,11 +258,16 @@ def test_incremental_api_matches_forward(design, encoder, encoding, rpoe):
 
 
 def test_voices_do_not_share_weights():
-    model = make_model()
+    model = make_model(**FACTORISED)  # one decoder per voice
     assert len(model.encoders) == len(model.decoders) == V
     assert not torch.equal(model.encoders[0].to_mu.weight, model.encoders[1].to_mu.weight)
     assert hasattr(model.decoders[0], "to_pitch") and hasattr(model.decoders[0], "to_hold")
-    assert hasattr(make_model(encoding="poly").decoders[0], "to_activation")
+    assert hasattr(make_model(encoding="poly", **FACTORISED).decoders[0], "to_activation")
+
+
+def test_a_measure_writer_needs_the_mono_encoding():
+    with pytest.raises(ValueError, match="mono"):
+        make_model(encoding="poly", **WRITER)
 
 
 def structured_windows(n_windows=8, measures=4, n_pitches=24, seed=0):
@@ -266,18 +296,22 @@ def structured_windows(n_windows=8, measures=4, n_pitches=24, seed=0):
     return inputs, mask, motifs
 
 
-def test_overfit_one_batch():
+@pytest.mark.parametrize("decoder", ["factorised", "writer-window"])
+def test_overfit_one_batch(decoder):
+    """The next measure of one batch is learnt: greedy decoding (factorised heads) or greedy writing
+    from the past alone (the writer, trained teacher-forced on the target) gives the target."""
     torch.manual_seed(0)
     n_pitches = 24
-    config = ModelConfig(size="small", width_scale=0.5, z_dim=32)
+    config = ModelConfig(size="small", width_scale=0.5, z_dim=32, **DECODERS[decoder])
     model = RMVAE(config, n_voices=V, n_pitches=n_pitches, encoding="mono")
     inputs, mask, target = structured_windows(n_pitches=n_pitches)
     voice_mask = torch.ones(target.shape[:2])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    teacher = target if model.writer is not None else None
     accuracy = 0.0
     for step in range(300):
         model.train()
-        out = model(inputs, mask, sample=False, reconstruct=False)
+        out = model(inputs, mask, teacher, sample=False, reconstruct=False)
         loss = losses.mono_recon(out.prediction.pitch_logits, out.prediction.hold_logits, target, voice_mask).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -285,23 +319,31 @@ def test_overfit_one_batch():
         if step % 10 == 9:
             model.eval()
             with torch.inference_mode():
-                tokens = model.decode_tokens(model(inputs, mask, sample=False, reconstruct=False).prediction)
+                past = model(inputs, mask, sample=False, reconstruct=False)  # no target: the past only
+                if model.writer is not None:
+                    tokens = model.write(past.target_z, past.state, past.target_context)
+                else:
+                    tokens = model.decode_tokens(past.prediction)
             accuracy = (tokens == target).float().mean().item()
             if accuracy > 0.95:
                 break
     assert accuracy > 0.95, f"token accuracy {accuracy:.3f} after {step + 1} steps (loss {loss.item():.2f})"
 
 
-def test_reconstructing_chosen_measures_equals_picking_from_all():
-    """``recon_measures`` decodes exactly the chosen measures' latents, in the given order."""
-    model = make_model().eval()
-    inputs, _ = random_inputs("mono", measures=4)
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_reconstructing_chosen_measures_equals_picking_from_all(decoder):
+    """``recon_measures`` decodes exactly the chosen measures' latents, in the given order (a
+    writer scores the window's tokens it is given, each measure after its own context)."""
+    model = make_model(**DECODERS[decoder]).eval()
+    inputs, target = random_inputs("mono", measures=4)
     mask = torch.ones(B, 4, V)
+    mask[1, 0, 2] = 0  # a hidden voice-measure: unknown in the context of the measure after it
     chosen = torch.tensor([[3, 0], [1, 2]])  # (B, k)
+    teacher = Teacher(inputs, target)
     with torch.inference_mode():
         mu, logvar = model.encode(model.features(inputs))
-        full = model.from_experts(mu, logvar, mask, sample=False)
-        picked = model.from_experts(mu, logvar, mask, sample=False, recon_measures=chosen)
+        full = model.from_experts(mu, logvar, mask, sample=False, teacher=teacher)
+        picked = model.from_experts(mu, logvar, mask, sample=False, recon_measures=chosen, teacher=teacher)
     for b in range(B):
         for j, t in enumerate(chosen[b].tolist()):
             assert torch.allclose(picked.recon.pitch_logits[b, j], full.recon.pitch_logits[b, t], atol=1e-5)
@@ -309,14 +351,16 @@ def test_reconstructing_chosen_measures_equals_picking_from_all():
     assert torch.allclose(picked.prediction.pitch_logits, full.prediction.pitch_logits, atol=1e-5)
 
 
-def test_sampled_input_reconstruction_is_unbiased(monkeypatch):
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_sampled_input_reconstruction_is_unbiased(monkeypatch, decoder):
     """With k = 1 of T measures, scaled by T, the average over the T possible draws is the full sum.
 
     Exact enumeration instead of Monte Carlo: each draw is forced in turn; sampling, dropout and
     the subset terms are switched off so that only the input-reconstruction term differs.
     """
     measures = 4
-    config = Config(model=ModelConfig(size="small", z_dim=8, dropout_fc=0.0, dropout_rnn=0.0),
+    config = Config(model=ModelConfig(size="small", z_dim=8, dropout_fc=0.0, dropout_rnn=0.0, writer_dropout=0.0,
+                                      **DECODERS[decoder]),
                     loss=LossConfig(n_subsets=0, recon_inputs_measures=1, elbo_terms="full"))
     torch.manual_seed(0)
     module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
@@ -357,8 +401,10 @@ def _no_sampling(from_experts):
     return wrapped
 
 
-def test_recon_measure_sample_draws_distinct_measures():
-    config = Config(model=ModelConfig(size="small", z_dim=8), loss=LossConfig(recon_inputs_measures=3))
+@pytest.mark.parametrize("decoder", ["factorised", "writer-measure"])
+def test_recon_measure_sample_draws_distinct_measures(decoder):
+    config = Config(model=ModelConfig(size="small", z_dim=8, **DECODERS[decoder]),
+                    loss=LossConfig(recon_inputs_measures=3))
     module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
     module.train()
     torch.manual_seed(0)
@@ -369,6 +415,14 @@ def test_recon_measure_sample_draws_distinct_measures():
     assert counts.min() > 0.7 * 1500 / 8 and counts.max() < 1.3 * 1500 / 8  # uniform over the 8 measures
     module.eval()
     assert module.recon_measure_sample(500, 8, "cpu") is None  # validation reconstructs every measure
+
+
+def test_a_window_writer_reconstructs_every_measure_in_training():
+    """Its one pass over the window scores every input measure: no measures are drawn."""
+    config = Config(model=ModelConfig(size="small", z_dim=8, **WRITER), loss=LossConfig(recon_inputs_measures=3))
+    module = RMVAEModule(config.to_dict(), {"encoding": "mono", "low": 40, "high": 40 + P - 1, "n_voices": V})
+    module.train()
+    assert module.recon_measure_sample(500, 8, "cpu") is None
 
 
 def test_lstm_layer_matches_nn_lstm():

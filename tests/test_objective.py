@@ -12,15 +12,22 @@ from torch.nn import functional as F
 from rmvae import losses
 from rmvae.config import STEPS_PER_MEASURE as S
 from rmvae.config import Config, LossConfig, ModelConfig
+from rmvae.model.writer import WriterContext
 from rmvae.module import RMVAEModule
 
 P, T = 6, 3  # pitches, input measures
+# Both measure decoders: every voice and step independently, or the writer token by token (over the
+# whole window, the default, or after the measure before only).
+DECODERS = {"factorised": {"measure_decoder": "factorised"},
+            "writer-window": {"measure_decoder": "autoregressive", "writer_context": "window"},
+            "writer-measure": {"measure_decoder": "autoregressive", "writer_context": "measure"}}
 
 
 def make_module(voices=2, z_dim=1, seed=0, loss=None, **model_fields) -> RMVAEModule:
     """A tiny module without dropout (so eval and train differ only in sampling)."""
     torch.manual_seed(seed)
-    model = ModelConfig(size="small", width_scale=0.25, z_dim=z_dim, dropout_fc=0.0, dropout_rnn=0.0, **model_fields)
+    model = ModelConfig(size="small", width_scale=0.25, z_dim=z_dim, dropout_fc=0.0, dropout_rnn=0.0,
+                        writer_dropout=0.0, **model_fields)
     config = Config(model=model, loss=LossConfig(n_subsets=1, **(loss or {})))
     info = {"encoding": "mono", "low": 60, "high": 60 + P - 1, "n_voices": voices}
     return RMVAEModule(config.to_dict(), info)
@@ -199,18 +206,39 @@ def test_active_units_read_the_shift_from_the_temporal_prior():
 # --- the importance-weighted NLL -------------------------------------------------------------------
 
 
-def widen_experts_and_use_z(module, expert_logvar_shift=3.0, z_gain=3.0):
+def widen_experts_and_use_z(module, expert_logvar_shift=3.0, z_gain=3.0, writer_gain=10.0):
     """Make the one-dimensional test well posed: wide target experts, so the proposal (prior ⊗
     experts) covers the posterior and the weights have finite variance; and decoders that depend
-    on z strongly enough for the posterior to be narrower than the prior (a visible K=1 gap)."""
-    z_dim = module.model.config.z_dim
+    on z strongly enough for the posterior to be narrower than the prior (a visible K=1 gap).
+
+    z reaches a writer's tokens through its LSTM's gates, which saturate: z's input weights and the
+    heads' output weights are both scaled by ``writer_gain`` (a K=1 gap of ≈ 1 nat, as the
+    factorised decoders' at ``z_gain``; at ``z_gain`` alone it is ≈ 0.005 nats)."""
+    model = module.model
+    z_dim = model.config.z_dim
     with torch.no_grad():
-        for encoder in module.model.encoders:
+        for encoder in model.encoders:
             encoder.to_logvar.bias += expert_logvar_shift
-        for decoder in module.model.decoders:
-            first = next(layer for layer in decoder.measure_fc.modules() if isinstance(layer, nn.Linear))
-            first.weight[:, :z_dim] *= z_gain  # decoder input is [z, temporal state]
+        if model.writer is not None:
+            # The writer's LSTM reads [tokens before, tokens a measure back, position, z, temporal state].
+            z_at = 2 * model.n_voices * model.config.writer_embed + model.config.writer_embed
+            model.writer.lstm.weight_ih_l0[:, z_at:z_at + z_dim] *= writer_gain
+            for head in model.writer.heads:
+                head[-1].weight *= writer_gain
+        else:
+            for decoder in model.decoders:
+                first = next(layer for layer in decoder.measure_fc.modules() if isinstance(layer, nn.Linear))
+                first.weight[:, :z_dim] *= z_gain  # decoder input is [z, temporal state]
     return module
+
+
+def window_context(output, b: int) -> WriterContext | None:
+    """Window ``b``'s writer context in ``output`` (None for factorised decoders)."""
+    context = output.target_context
+    if context is None:
+        return None
+    return WriterContext(context.previous[b:b + 1], None if context.lstm is None else
+                         tuple(part[:, b:b + 1] for part in context.lstm))
 
 
 @torch.no_grad()
@@ -226,7 +254,8 @@ def exact_by_integration(module, batch, points=4001, width=12.0):
         proposal = Normal(out.target_mu[b, 0].double(), torch.exp(0.5 * out.target_logvar[b, 0].double()))
         z = torch.linspace(float(prior.mean - width * prior.stddev), float(prior.mean + width * prior.stddev),
                            points, dtype=torch.float64)
-        decoded = module.model.decode(z.float().unsqueeze(-1), out.state[b].expand(points, -1))
+        decoded = module.model.decode(z.float().unsqueeze(-1), out.state[b].expand(points, -1),
+                                      batch["target"][b], window_context(out, b))  # a writer scores the target
         log_lik = token_log_likelihood(decoded, batch["target"][b].expand(points, -1, -1),
                                        batch["target_mask"][b].expand(points, -1))
         trapezoid = torch.ones(points, dtype=torch.float64)
@@ -248,10 +277,12 @@ def test_predictive_nll_repeats_for_the_same_generator_seed():
     assert not torch.equal(first, module.predictive_nll(batch, 16, torch.Generator().manual_seed(6)))
 
 
-def test_with_the_prior_as_proposal_the_estimate_is_the_nll_of_prior_samples(monkeypatch):
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_with_the_prior_as_proposal_the_estimate_is_the_nll_of_prior_samples(monkeypatch, decoder):
     """No known target voice → q = the prior, log p(z) − log q(z) = 0, and the estimate is
-    −log (1/K) Σ_k p(x | z_k) with z_k drawn from the prior with the generator's noise."""
-    module = make_module(z_dim=2).eval()
+    −log (1/K) Σ_k p(x | z_k) with z_k drawn from the prior with the generator's noise (a writer
+    scores the target after the window, teacher-forced)."""
+    module = make_module(z_dim=2, **DECODERS[decoder]).eval()
     batch = random_batch()
     forward = module.model.forward
     monkeypatch.setattr(module.model, "forward", lambda inputs, input_mask, target=None, target_mask=None, **kw:
@@ -261,17 +292,18 @@ def test_with_the_prior_as_proposal_the_estimate_is_the_nll_of_prior_samples(mon
         estimate = module.predictive_nll(batch, samples, torch.Generator().manual_seed(3))
         eps = torch.randn((samples, 3, 2), generator=torch.Generator().manual_seed(3))
         z = out.prior_mu + torch.exp(0.5 * out.prior_logvar) * eps  # (K, B, Z)
-        log_lik = torch.stack([token_log_likelihood(module.model.decode(z[k], out.state), batch["target"],
-                                                    batch["target_mask"]) for k in range(samples)])
+        decoded = [module.model.decode(z[k], out.state, batch["target"], out.target_context) for k in range(samples)]
+        log_lik = torch.stack([token_log_likelihood(d, batch["target"], batch["target_mask"]) for d in decoded])
         expected = -(torch.logsumexp(log_lik, dim=0) - math.log(samples))
         torch.testing.assert_close(estimate.double(), expected, rtol=1e-5, atol=1e-4)
 
 
-def test_importance_weighted_nll_against_exact_integration():
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_importance_weighted_nll_against_exact_integration(decoder):
     """Burda et al. 2016: E[estimate_K] = −ELBO at K = 1, non-increasing in K, an upper bound on the true
     NLL for every K, and consistent (→ the exact NLL as K grows). Single estimates may fall below
     the truth; the bound holds for their expectation, so means over seeds are compared."""
-    module = widen_experts_and_use_z(make_module(z_dim=1).eval())
+    module = widen_experts_and_use_z(make_module(z_dim=1, **DECODERS[decoder]).eval())
     batch = random_batch()
     exact, negative_elbo = exact_by_integration(module, batch)
     assert (negative_elbo > exact + 0.1).all()  # the proposal is not the posterior: K = 1 is loose
@@ -294,12 +326,14 @@ def test_importance_weighted_nll_against_exact_integration():
     assert ((many.mean(0) - exact).abs() < 0.05).all(), (many, exact)
 
 
-def test_direct_model_nll_is_the_exact_nll_of_its_prediction():
-    module = make_module(z_dim=4, kind="direct").eval()
+@pytest.mark.parametrize("decoder", list(DECODERS))
+def test_direct_model_nll_is_the_exact_nll_of_its_prediction(decoder):
+    module = make_module(z_dim=4, kind="direct", **DECODERS[decoder]).eval()
     batch = random_batch()
     nll = module.predictive_nll(batch, 1, torch.Generator().manual_seed(0))
     assert torch.equal(nll, module.predictive_nll(batch, 64, torch.Generator().manual_seed(1)))  # nothing sampled
-    output = module.model(batch["inputs"], batch["input_mask"], sample=False, reconstruct=False)
+    scored = batch["target"] if module.model.writer is not None else None  # a writer scores the target it is given
+    output = module.model(batch["inputs"], batch["input_mask"], scored, sample=False, reconstruct=False)
     expected = -token_log_likelihood(output.prediction, batch["target"], batch["target_mask"])
     torch.testing.assert_close(nll.double(), expected, rtol=1e-5, atol=1e-4)
     with torch.no_grad():
@@ -347,37 +381,40 @@ def test_training_summary_warns_only_when_no_unit_is_active(tmp_path):
     assert collapse_warning({"val/nll": 60.0}) is None  # a direct predictor has no latent units
 
 
-def test_state_carries_the_last_measures_experts_and_old_checkpoints_keep_theirs():
-    """With the skip, the state after measure t ends with measure t's expert means (voices side by
-    side, absent voices zero); a stored config from before the skip existed builds the old model."""
-    from rmvae.config import ModelConfig, with_added_fields
-    from rmvae.model.rmvae import RMVAE
+def test_old_configs_load_where_this_version_computes_what_they_did():
+    """A stored config from before a field existed gets the field's old value; a removed field at
+    the value this version always computes is dropped, at any other value it is refused; a music
+    loss switched off by the old boolean reads as weight 0."""
+    from rmvae.config import REMOVED_FIELDS, ConfigError, upgrade_stored
 
-    torch.manual_seed(0)
-    model = RMVAE(ModelConfig(size="small", width_scale=0.25, z_dim=4, skip_last_measure=True), n_voices=2, n_pitches=5,
-                  encoding="mono").eval()
-    inputs = torch.randint(0, 7, (3, 4, 2, 16))
-    mask = torch.ones(3, 4, 2, dtype=torch.bool)
-    mask[0, -1, 1] = False
-    with torch.no_grad():
-        mu, logvar = model.encode(model.features(inputs))
-        _, _, state = model.predict_from_experts(mu, logvar, mask)
-    expected = (mu[:, -1] * mask[:, -1].unsqueeze(-1)).reshape(3, 8)
-    assert model.state_size == model.temporal.hidden_size + 8
-    assert torch.equal(state[:, -8:], expected) and not state[0, -4:].any()
-
+    assert upgrade_stored(Config().to_dict()) == Config().to_dict()
     old = Config().to_dict()
-    del old["model"]["skip_last_measure"]
-    assert Config.from_dict(with_added_fields(old)).model.skip_last_measure is False
-    assert with_added_fields(Config().to_dict()) == Config().to_dict()
+    del old["model"]["measure_decoder"]
+    assert Config.from_stored(old).model.measure_decoder == "factorised"
+
+    for key, kept in REMOVED_FIELDS.items():
+        section, name = key.split(".")
+        stored = Config().to_dict()
+        stored[section][name] = kept
+        assert Config.from_stored(stored) == Config()
+    stored = Config().to_dict()
+    stored["model"]["skip_last_measure"] = False
+    assert Config.from_stored(stored) == Config()
+    stored["model"]["skip_last_measure"] = True
+    with pytest.raises(ConfigError, match=r"model\.skip_last_measure=True: this version of rmvae no longer supports"):
+        Config.from_stored(stored)
+
+    stored = Config().to_dict()
+    stored["loss"].update(harmony=False, scale=False, rhythm=True)
+    loss = Config.from_stored(stored).loss
+    assert loss.harmony_weights == (0.0, 0.0, 0.0) and loss.scale_weight == 0.0
+    assert loss.rhythm_weight == LossConfig().rhythm_weight
 
 
-@pytest.mark.parametrize("subset_inputs", ["subset", "all"])
-def test_subset_terms_read_the_past_the_setting_names(subset_inputs):
-    """"subset": a one-voice term hides the other voice in every input measure (the thesis's
-    sub-sampled ELBO); "all": it reads both voices of the past and knows only its own voice of
-    the target, the setup the fill task predicts in."""
-    module = make_module(voices=2, loss={"subset_inputs": subset_inputs}).train()
+def test_subset_terms_read_only_their_voices_of_the_past():
+    """A one-voice term hides the other voice in every input measure and knows only its own voice
+    of the target (the thesis's sub-sampled ELBO)."""
+    module = make_module(voices=2).train()
     batch = random_batch(voices=2)
     seen = []
     original = module.model.from_experts
@@ -392,10 +429,7 @@ def test_subset_terms_read_the_past_the_setting_names(subset_inputs):
     voice0_inputs, voice0_known = seen[1]  # terms: full, voice0, voice1, random subsets
     full_inputs = batch["input_mask"]
     assert torch.equal(voice0_known, batch["target_mask"] & torch.tensor([True, False]))
-    if subset_inputs == "all":
-        assert torch.equal(voice0_inputs, full_inputs)
-    else:
-        assert torch.equal(voice0_inputs, full_inputs & torch.tensor([True, False])) and not voice0_inputs[..., 1].any()
+    assert torch.equal(voice0_inputs, full_inputs & torch.tensor([True, False])) and not voice0_inputs[..., 1].any()
 
 
 def test_fill_accuracy_sees_the_filled_voice_in_the_past_and_the_others_in_the_target():
@@ -416,3 +450,17 @@ def test_fill_accuracy_sees_the_filled_voice_in_the_past_and_the_others_in_the_t
     input_mask, target_mask = calls[0]
     assert torch.equal(input_mask, batch["input_mask"].bool())
     assert torch.equal(target_mask, batch["target_mask"].bool() & torch.tensor([True, False]))
+
+
+def test_a_music_loss_of_weight_zero_is_off_but_still_logged():
+    """Weight 0 is the only off switch: the term leaves the objective (a NaN in it cannot reach the
+    loss; the weighted harmony term is not even computed), and its value is still logged."""
+    module = make_module(voices=2, loss={"scale_weight": 0.0, "rhythm_weight": 0.0,
+                                         "harmony_weights": (0.0, 0.0, 0.0)})
+    music = {"scale": torch.tensor(float("nan")), "rhythm": torch.tensor(float("nan"))}
+    assert module.weighted_music(music) == 0
+    _, logs, _ = module.model_step(random_batch(voices=2), "val")
+    assert "harmony_loss" not in logs and {"scale", "rhythm", "harmony"} <= set(logs)
+    on = make_module(voices=2, loss={"scale_weight": 0.5, "rhythm_weight": 0.0})
+    music = {"scale": torch.tensor(2.0), "rhythm": torch.tensor(float("nan")), "harmony_loss": torch.tensor(3.0)}
+    assert on.weighted_music(music) == 0.5 * 2.0 + 3.0

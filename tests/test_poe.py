@@ -94,22 +94,12 @@ def test_rpoe_empty_measure_keeps_previous_posterior():
     assert torch.equal(post_mu[0, 1], post_mu[0, 0]) and torch.equal(post_logvar[0, 1], post_logvar[0, 0])
 
 
-def test_rpoe_readd_prior_precision_grows_without_data():
-    # Thesis behaviour: N(0,1) every measure plus the previous posterior → precision 1, 2, 3, 4.
+def test_rpoe_without_data_stays_the_prior():
+    # N(0, I) enters once: with no voice present in any measure every posterior is N(0, I)
+    # (re-adding it every measure would grow the precision 1, 2, 3, 4 whatever the data).
     mu, logvar, mask = sequence([None], [None], [None], [None])
-    post_mu, post_logvar = recurrent_posteriors(mu, logvar, mask, readd_prior=True)
-    assert torch.allclose((-post_logvar[0, :, 0]).exp(), torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64))
-    assert torch.all(post_mu == 0)
-    post_mu, post_logvar = recurrent_posteriors(mu, logvar, mask, readd_prior=False)
+    post_mu, post_logvar = recurrent_posteriors(mu, logvar, mask)
     assert torch.all(post_logvar == 0) and torch.all(post_mu == 0)
-
-
-def test_rpoe_readd_prior_with_data():
-    # t=0: N(1, 1/2); t=1: N(0,1)·N(1, 1/2)·N(3, 1) → precision 4, mean (0 + 2 + 3)/4.
-    mu, logvar, mask = sequence([(2.0, 1.0)], [(3.0, 1.0)])
-    post_mu, post_logvar = recurrent_posteriors(mu, logvar, mask, readd_prior=True)
-    assert math.isclose(post_mu[0, 1, 0].item(), 5 / 4, rel_tol=1e-12)
-    assert math.isclose(post_logvar[0, 1, 0].exp().item(), 1 / 4, rel_tol=1e-12)
 
 
 def test_gradients_are_finite_with_masked_experts():

@@ -20,11 +20,11 @@ import torch
 from rmvae.config import (STEPS_PER_MEASURE, Config, DataConfig, LossConfig, ModelConfig, TrainConfig,
                           apply_overrides)
 from rmvae.profiles import THESIS_DESIGN
-from rmvae.data.encoding import VOICE, notes_to_tokens, tokens_to_notes
+from rmvae.data.notes import VOICE, notes_to_tokens, tokens_to_notes
 from rmvae.evaluation import load_checkpoint
 from rmvae.evaluation import test_datamodule as evaluation_datamodule  # not a test: renamed for pytest
 from rmvae.module import RMVAEModule
-from rmvae.tasks import Generator, Piece, Sampling, TaskError, parse_mask
+from rmvae.tasks import Composer, Piece, Sampling, TaskError, parse_mask
 
 N_VOICES = 4
 WINDOW = 4  # DataConfig.n_measures of the test model
@@ -100,11 +100,13 @@ def model_calls(model):
 
     ``calls`` holds, per forward pass, ``(inputs, input_mask, target, target_mask)`` with every
     masked-out measure/voice replaced by -1: exactly the information the model is given.
-    ``latents`` holds every z given to :meth:`RMVAE.decode`, and ``model.decode_states`` (set
-    while recording) the temporal state passed beside it (None where none was).
+    ``latents`` holds every z given to the decoders (:meth:`RMVAE.decode`, or :meth:`RMVAE.write`
+    for a measure writer, which writes without decode), and ``model.decode_states`` (set while
+    recording) the temporal state passed beside it (None where none was).
     """
     calls, latents, states = [], [], []
     model.decode_states = states
+    writing = []  # non-empty while RMVAE.write runs (recorded there; a factorised write decodes inside)
 
     def visible(values, mask):
         return torch.where(mask[..., None].bool(), values, torch.full_like(values, -1)).clone()
@@ -120,18 +122,50 @@ def model_calls(model):
     hook = model.register_forward_pre_hook(on_forward, with_kwargs=True)
     original_decode = model.decode
 
-    def decode(z, state=None, *teacher):
+    original_write = model.write
+
+    def record(z, state):
         latents.append(z.detach().clone())
         states.append(None if state is None else state.detach().clone())
+
+    def decode(z, state=None, *teacher):
+        if not writing:
+            record(z, state)
         return original_decode(z, state, *teacher)
 
-    model.decode = decode
+    def write(z, state, *args, **kwargs):
+        record(z, state)
+        writing.append(True)
+        try:
+            return original_write(z, state, *args, **kwargs)
+        finally:
+            writing.pop()
+
+    model.decode, model.write = decode, write
     try:
         yield calls, latents
     finally:
         hook.remove()
-        del model.decode
+        del model.decode, model.write
         del model.decode_states
+
+
+def assert_greedy_writing(model, z, state, tokens):
+    """Every token of measures ``tokens (N, V, S)`` written after nothing (an unknown previous
+    measure, a zero writer state) is the most likely one given those before it, as the writer scores
+    it teacher-forced: the measures are greedy writing from ``z (N, Z)`` and ``state (N, W)`` alone
+    (a hold is not allowed after a rest or an unknown token: nothing sounds to be held)."""
+    writer = model.writer
+    tokens = torch.as_tensor(tokens).transpose(1, 2)  # (N, S, V)
+    sequence = torch.cat([torch.full_like(tokens, writer.unknown), tokens], dim=1)  # 16 unknown steps first
+    with torch.no_grad():
+        cond = model.decoder_input(z.clone(), state.clone()).unsqueeze(1).expand(-1, STEPS_PER_MEASURE, -1)
+        log_probs = writer(sequence, cond)  # (N, S, V, C)
+    before = sequence[:, STEPS_PER_MEASURE - 1:-1]  # each voice's token one step earlier
+    no_hold = (before == writer.rest) | (before == writer.unknown)
+    log_probs[..., writer.hold] = log_probs[..., writer.hold].masked_fill(no_hold, float("-inf"))
+    chosen = log_probs.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(chosen, log_probs.amax(dim=-1))
 
 
 def assert_same_calls(first, second):
@@ -147,7 +181,7 @@ def assert_same_calls(first, second):
 def test_fill_keeps_other_voices_note_for_note_and_writes_the_filled_one_from_measure_one(module, chorale):
     pitch_range = module.pitch_range
     with model_calls(module.model) as (calls, _):
-        result = Generator(module).fill(chorale, [2])
+        result = Composer(module).fill(chorale, [2])
     assert result.measures.shape == chorale.measures.shape
     for voice in (0, 1, 3):
         assert voice_notes(result.measures, voice, pitch_range) == voice_notes(chorale.measures, voice, pitch_range)
@@ -184,9 +218,9 @@ def test_fill_never_shows_the_model_the_voice_it_regenerates(module, chorale):
     hidden[:, 1] = True
     noisy = Piece(scrambled(chorale.measures, hidden, module.pitch_range.n_classes), chorale.generated)
     with model_calls(module.model) as (calls, _):
-        result = Generator(module).fill(chorale, [1])
+        result = Composer(module).fill(chorale, [1])
     with model_calls(module.model) as (noisy_calls, _):
-        noisy_result = Generator(module).fill(noisy, [1])
+        noisy_result = Composer(module).fill(noisy, [1])
     np.testing.assert_array_equal(noisy_result.measures, result.measures)
     assert_same_calls(calls, noisy_calls)
 
@@ -195,7 +229,7 @@ def test_fill_never_shows_the_model_the_voice_it_regenerates(module, chorale):
                                              ([0, 1, 2, 3], "redo")])
 def test_fill_rejects_bad_voices(module, chorale, voices, message):
     with pytest.raises(TaskError, match=message):
-        Generator(module).fill(chorale, voices)
+        Composer(module).fill(chorale, voices)
 
 
 # --- harmonize, redo, complete -----------------------------------------------------------------
@@ -206,35 +240,50 @@ def test_harmonize_keeps_the_melody_and_fills_every_measure_of_the_other_voices(
     melody_notes = np.array([(0, 4 * i, 4, pitch) for i, pitch in enumerate([67, 69, 71, 72, 74, 72, 71, 69,
                                                                              67, 71, 74, 72])] + [(0, 48, 16, 67)])
     melody, _ = notes_to_tokens(melody_notes, 4, 1, pitch_range)
-    result = Generator(module).harmonize(melody.astype(np.int64), melody_voice=1, key_shift=3, tempo=90.0)
+    result = Composer(module).harmonize(melody.astype(np.int64), melody_voice=1, key_shift=3, tempo=90.0)
     assert result.n_measures == 4 and (result.key_shift, result.tempo) == (3, 90.0)
     np.testing.assert_array_equal(result.measures[:, 1], melody[:, 0])
     assert voice_notes(result.measures, 1, pitch_range) == [tuple(n[1:]) for n in melody_notes.tolist()]
     np.testing.assert_array_equal(result.generated, np.array([[True, False, True, True]] * 4))
     with pytest.raises(TaskError, match="one-voice melody"):
-        Generator(module).harmonize(np.zeros((4, 2, STEPS_PER_MEASURE), dtype=np.int64))
+        Composer(module).harmonize(np.zeros((4, 2, STEPS_PER_MEASURE), dtype=np.int64))
 
 
 def test_redo_rewrites_every_voice(module, chorale):
-    result = Generator(module).redo(chorale)
+    result = Composer(module).redo(chorale)
     assert result.measures.shape == chorale.measures.shape
     assert result.generated.all()
     assert not np.array_equal(result.measures, chorale.measures)
 
 
 def test_complete_keeps_the_seed_and_adds_exactly_n_measures(module, chorale):
-    result = Generator(module).complete(chorale, 3)
+    result = Composer(module).complete(chorale, 3)
     assert result.n_measures == chorale.n_measures + 3
     np.testing.assert_array_equal(result.measures[:chorale.n_measures], chorale.measures)
     np.testing.assert_array_equal(result.generated, np.repeat([[False]] * 8 + [[True]] * 3, N_VOICES, axis=1))
     assert ((result.measures >= 0) & (result.measures < module.pitch_range.n_classes)).all()
     with pytest.raises(TaskError, match="at least 1"):
-        Generator(module).complete(chorale, 0)
+        Composer(module).complete(chorale, 0)
 
 
+@pytest.fixture(scope="module")
+def factorised_module(module):
+    """The trained module's configuration with the factorised decoder (per-voice decoders, no free
+    bits) and the trained module's encoders; the rest untrained, which the tasks' plumbing (what the
+    model is shown, what it decodes) does not need."""
+    torch.manual_seed(0)
+    config = apply_overrides(module.config, {"model.measure_decoder": "factorised", "loss.free_bits": 0.0})
+    factorised = RMVAEModule(config.to_dict(), dict(module.hparams["encoding_info"]))
+    factorised.model.encoders.load_state_dict(module.model.encoders.state_dict())
+    return factorised.eval()
+
+
+@pytest.mark.parametrize("decoder", ["writer", "factorised"])  # the trained default, the factorised one
 @pytest.mark.parametrize("n_seed", [2, 6])  # shorter than the window (left-padded) and longer
-def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed):
+def test_complete_shows_the_model_the_training_window(request, datamodule, n_seed, decoder):
     """The first new measure is predicted from what the data module's own window for it holds."""
+    module = request.getfixturevalue("module" if decoder == "writer" else "factorised_module")
+    assert (module.model.writer is not None) == (decoder == "writer")
     dataset = datamodule.datasets["test"]
     encoded = max(datamodule.pieces["test"], key=lambda p: len(p.tokens))
     piece_index = datamodule.pieces["test"].index(encoded)
@@ -242,11 +291,14 @@ def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed
     item = dataset[int(index)]
     with model_calls(module.model) as (expected_calls, expected_latents), torch.inference_mode():
         output = module.model(item["inputs"][None], item["input_mask"][None], sample=False, reconstruct=False)
-        expected = module.model.decode_tokens(output.prediction)[0].numpy()
+        if module.model.writer is not None:  # greedy writing after the window (Composer's default sampling)
+            expected = module.model.write(output.target_z, output.state, output.target_context)[0].numpy()
+        else:
+            expected = module.model.decode_tokens(output.prediction)[0].numpy()
         expected_states = list(module.model.decode_states)
     seed = encoded.tokens[:n_seed].astype(np.int64)
     with model_calls(module.model) as (calls, latents):
-        result = Generator(module).complete(Piece(seed, np.zeros(seed.shape[:2], dtype=bool)), 1)
+        result = Composer(module).complete(Piece(seed, np.zeros(seed.shape[:2], dtype=bool)), 1)
         states = list(module.model.decode_states)
     assert_same_calls(calls, expected_calls)
     # The decoders read the same latent and, with decoder context, the same temporal state.
@@ -265,7 +317,7 @@ def test_complete_shows_the_model_the_training_window(module, datamodule, n_seed
 def test_inpaint_changes_only_the_masked_voice_measures(module, chorale):
     mask = parse_mask("1:0;3-4:1,2;7:all", chorale.n_measures, N_VOICES)
     with model_calls(module.model) as (calls, _):
-        result = Generator(module).inpaint(chorale, mask)
+        result = Composer(module).inpaint(chorale, mask)
     np.testing.assert_array_equal(result.measures[~mask], chorale.measures[~mask])
     np.testing.assert_array_equal(result.generated, mask)
     assert not np.array_equal(result.measures[mask], chorale.measures[mask])
@@ -276,7 +328,7 @@ def test_inpaint_changes_only_the_masked_voice_measures(module, chorale):
     # What is hidden is never shown to the model: random content there changes nothing it sees.
     noisy = Piece(scrambled(chorale.measures, mask, module.pitch_range.n_classes), chorale.generated)
     with model_calls(module.model) as (noisy_calls, _):
-        noisy_result = Generator(module).inpaint(noisy, mask)
+        noisy_result = Composer(module).inpaint(noisy, mask)
     np.testing.assert_array_equal(noisy_result.measures, result.measures)
     assert_same_calls(calls, noisy_calls)
 
@@ -284,11 +336,11 @@ def test_inpaint_changes_only_the_masked_voice_measures(module, chorale):
 def test_inpaint_refuses_masks_that_hide_everything_or_nothing(module, chorale):
     shape = (chorale.n_measures, N_VOICES)
     with pytest.raises(TaskError, match="hides every voice of every measure.*--task noise"):
-        Generator(module).inpaint(chorale, np.ones(shape, dtype=bool))
+        Composer(module).inpaint(chorale, np.ones(shape, dtype=bool))
     with pytest.raises(TaskError, match="selects nothing"):
-        Generator(module).inpaint(chorale, np.zeros(shape, dtype=bool))
+        Composer(module).inpaint(chorale, np.zeros(shape, dtype=bool))
     with pytest.raises(TaskError, match="mask covers 3×4.*8×4"):
-        Generator(module).inpaint(chorale, np.ones((3, N_VOICES), dtype=bool))
+        Composer(module).inpaint(chorale, np.ones((3, N_VOICES), dtype=bool))
 
 
 def test_parse_mask_reads_measure_and_voice_ranges():
@@ -323,13 +375,13 @@ def test_parse_mask_bad_specs_say_what_is_wrong(spec, message):
 
 
 def test_greedy_is_deterministic_and_seeded_sampling_is_reproducible(module, chorale):
-    greedy = [Generator(module).complete(chorale, 2).measures for _ in range(2)]
+    greedy = [Composer(module).complete(chorale, 2).measures for _ in range(2)]
     np.testing.assert_array_equal(*greedy)
-    sampled = [Generator(module, Sampling(temperature=1.0, seed=seed)).complete(chorale, 2).measures
+    sampled = [Composer(module, Sampling(temperature=1.0, seed=seed)).complete(chorale, 2).measures
                for seed in (3, 3, 4)]
     np.testing.assert_array_equal(sampled[0], sampled[1])
     assert not np.array_equal(sampled[0], sampled[2])
-    top1 = Generator(module, Sampling(temperature=1.0, top_k=1, seed=5)).complete(chorale, 2).measures
+    top1 = Composer(module, Sampling(temperature=1.0, top_k=1, seed=5)).complete(chorale, 2).measures
     assert ((top1 >= 0) & (top1 < module.pitch_range.n_classes)).all()
 
 
@@ -345,11 +397,11 @@ def test_sampling_settings_are_checked():
 
 @pytest.mark.parametrize("kind", ["gaussian", "uniform", "binomial"])
 def test_noise_seeds_then_completes(module, kind):
-    result = Generator(module, Sampling(seed=1)).noise(kind, 2, 3)
+    result = Composer(module, Sampling(seed=1)).noise(kind, 2, 3)
     assert result.measures.shape == (5, N_VOICES, STEPS_PER_MEASURE)
     np.testing.assert_array_equal(result.generated, np.repeat([[False]] * 2 + [[True]] * 3, N_VOICES, axis=1))
     assert ((result.measures >= 0) & (result.measures < module.pitch_range.n_classes)).all()
-    again = Generator(module, Sampling(seed=1)).noise(kind, 2, 3)
+    again = Composer(module, Sampling(seed=1)).noise(kind, 2, 3)
     np.testing.assert_array_equal(again.measures, result.measures)
     if kind == "binomial":  # every seed measure starts with a note
         assert (result.measures[:2, :, 0] < module.pitch_range.n_pitches).all()
@@ -357,7 +409,7 @@ def test_noise_seeds_then_completes(module, kind):
 
 def test_unknown_noise_kind(module):
     with pytest.raises(TaskError, match="unknown noise kind 'pink'"):
-        Generator(module).noise("pink", 2, 2)
+        Composer(module).noise("pink", 2, 2)
 
 
 @pytest.fixture(scope="module")
@@ -374,12 +426,14 @@ def thesis_module(module):
     return thesis.eval()
 
 
-@pytest.mark.parametrize("design", ["default", "thesis"])
+@pytest.mark.parametrize("design", ["default", "factorised", "thesis"])
 def test_interpolation_blends_the_pieces_posterior_means(request, design, chorale, other_chorale):
-    module = request.getfixturevalue("module" if design == "default" else "thesis_module")
+    """The default (a window writer, trained), the same with the factorised decoder, and the thesis's design."""
+    module = request.getfixturevalue({"default": "module", "factorised": "factorised_module",
+                                      "thesis": "thesis_module"}[design])
     model = module.model
     with model_calls(model) as (_, latents):
-        result = Generator(module).interpolate(chorale, other_chorale, n_measures=3, n_points=4)
+        result = Composer(module).interpolate(chorale, other_chorale, n_measures=3, n_points=4)
         (states,) = model.decode_states
     assert result.measures.shape == (12, N_VOICES, STEPS_PER_MEASURE) and result.generated.all()
     assert result.key_shift == chorale.key_shift
@@ -400,9 +454,15 @@ def test_interpolation_blends_the_pieces_posterior_means(request, design, choral
         np.testing.assert_array_equal(result.measures[9:], tokens_b)
         return
     # Default design: the decoders also read the temporal state. The blends stand alone: every
-    # one is decoded with the empty (zero) state, which is what the forward pass gives each
-    # piece's first measure, so that measure is the piece's own decoding...
+    # one is decoded with the empty (zero) state...
     assert states is not None and states.shape == (12, model.state_size) and not states.any()
+    if model.writer is not None:
+        # ...and a writer writes each one after nothing, greedily (a measure its own teacher-forced
+        # scores would not have chosen token by token is not that).
+        assert_greedy_writing(model, decoded, states, result.measures)
+        return
+    # ...which is what the forward pass gives each piece's first measure, so that measure is the
+    # piece's own decoding...
     np.testing.assert_array_equal(result.measures[0], tokens_a[0])
     np.testing.assert_array_equal(result.measures[9], tokens_b[0])
     # ...and every measure at alpha = 0 and 1 is the piece's posterior mean decoded without context.

@@ -53,10 +53,10 @@ def test_checkpoint_alone_rebuilds_the_model_weights_only(chorale_folder, cache_
     assert module.hparams.encoding_info == datamodule.encoding_info
     batch = next(iter(datamodule.val_dataloader()))
     again = load_module(result["best_checkpoint"]).eval()
-    with torch.no_grad():
-        first = module.model(batch["inputs"], batch["input_mask"], sample=False).prediction.pitch_logits
-        second = again.model(batch["inputs"], batch["input_mask"], sample=False).prediction.pitch_logits
-    assert torch.equal(first, second)
+    with torch.no_grad():  # the target is given: a measure writer (the default) scores it teacher-forced
+        first = module.model(batch["inputs"], batch["input_mask"], batch["target"], sample=False).prediction
+        second = again.model(batch["inputs"], batch["input_mask"], batch["target"], sample=False).prediction
+    assert torch.equal(first.pitch_logits, second.pitch_logits) and torch.equal(first.hold_logits, second.hold_logits)
     state = torch.load(result["best_checkpoint"], weights_only=True)["state_dict"]
     assert all(torch.equal(state[k], v) for k, v in module.state_dict().items())
 
@@ -115,7 +115,13 @@ def test_train_cli_flags_and_dotted_overrides(tmp_path):
                                            "--harmony", "--offset", "2", "--model.z_dim=64", "--loss.n_subsets", "3"])
     config = config_from_args(args, extra)
     assert (config.model.size, config.model.rpoe, config.model.z_dim) == ("big", False, 64)
-    assert (config.loss.scale, config.loss.rhythm, config.loss.harmony, config.loss.n_subsets) == (False, False, True, 3)
+    loss, default = config.loss, LossConfig()
+    assert (loss.scale_weight, loss.rhythm_weight, loss.n_subsets) == (0.0, 0.0, 3)
+    assert loss.harmony_weights == default.harmony_weights
+    args, extra = parser.parse_known_args(["--out", str(tmp_path), "--thesis-design", "--no-harmony", "--scale-rhythm"])
+    off = config_from_args(args, extra).loss
+    assert off.harmony_weights == (0.0, 0.0, 0.0)
+    assert (off.scale_weight, off.rhythm_weight) == (default.scale_weight, default.rhythm_weight)
     assert config.data.offset == 2
     args, extra = parser.parse_known_args(["--out", str(tmp_path), "--profile", "cpu", "--thesis-design", "--lr", "0.01"])
     thesis = config_from_args(args, extra)
@@ -170,7 +176,9 @@ def test_onset_accuracy_is_the_share_of_all_the_epochs_onsets(chorale_folder, ca
     predictions, truths, batch_shares, batch_sizes = [], [], [], []
     with torch.no_grad():
         for batch in loader:
-            output = module.model(batch["inputs"], batch["input_mask"].bool(), sample=False, reconstruct=False)
+            # what the module scores: the greedy decoding of its prediction (a writer's teacher-forced on the target)
+            output = module.model(batch["inputs"], batch["input_mask"].bool(), batch["target"], sample=False,
+                                  reconstruct=False)
             predicted = module.model.decode_tokens(output.prediction)
             predictions.append(predicted.numpy())
             truths.append(batch["target"].numpy())

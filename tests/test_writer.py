@@ -121,12 +121,12 @@ WRITERS = [{"model.measure_decoder": "autoregressive"},
 def test_fill_keeps_the_known_voices_byte_identical(overrides):
     import numpy as np
 
-    from rmvae.tasks import Generator, Piece, Sampling
+    from rmvae.tasks import Composer, Piece, Sampling
 
     module = tiny_module(**overrides)
     measures = tiny_batch(1, 10)["inputs"][0].numpy()
     piece = Piece(measures, np.zeros(measures.shape[:2], dtype=bool))
-    filled = Generator(module, Sampling(temperature=1.0, top_p=0.9, seed=1)).fill(piece, [1, 3])
+    filled = Composer(module, Sampling(temperature=1.0, top_p=0.9, seed=1)).fill(piece, [1, 3])
     assert np.array_equal(filled.measures[:, [0, 2]], measures[:, [0, 2]])
     assert not np.array_equal(filled.measures[:, [1, 3]], measures[:, [1, 3]])
 

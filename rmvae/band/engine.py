@@ -30,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from rmvae.config import STEPS_PER_MEASURE
-from rmvae.data.encoding import PitchRange, tokens_to_notes
+from rmvae.data.notes import PitchRange, tokens_to_notes
 from rmvae.band.clock import STEPS_PER_BEAT, step_seconds
 from rmvae.band.player import measure_tokens
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from rmvae.config import STEPS_PER_MEASURE, DataConfig
 from rmvae.data.datamodule import low_voices
-from rmvae.data.encoding import DURATION, PITCH, START, VOICE, PitchRange, notes_to_tokens
+from rmvae.data.notes import DURATION, PITCH, START, VOICE, PitchRange, notes_to_tokens
 from rmvae.errors import UserError
 from rmvae.band.clock import quantise
 
@@ -34,7 +34,7 @@ def measure_tokens(notes: np.ndarray, measure: int, n_voices: int, pitch_range: 
     The previous measure is encoded along with it so a note tied over the bar line starts the
     measure with *note_continue*, exactly as in a whole-piece encoding. Chords keep their highest
     note (lowest for the bass) and pitches are octave-folded into ``pitch_range``
-    (:func:`rmvae.data.encoding.notes_to_tokens`).
+    (:func:`rmvae.data.notes.notes_to_tokens`).
     """
     notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
     first = (measure - 1) * STEPS_PER_MEASURE  # the window is [measure - 1, measure]

@@ -138,33 +138,33 @@ def _generate(args, module):
     """The task's result (:class:`rmvae.tasks.Piece`): read its inputs, then run it; a task's own
     refusal becomes a one-line user error."""
     from rmvae.errors import UserError
-    from rmvae.tasks import Generator, TaskError, parse_mask
+    from rmvae.tasks import Composer, TaskError, parse_mask
 
     try:
-        generator = Generator(module, sampling_of(args, module))
+        composer = Composer(module, sampling_of(args, module))
         if args.task == "noise":
-            return generator.noise(args.noise, args.measures, args.measures)
+            return composer.noise(args.noise, args.measures, args.measures)
         if args.task == "harmonize":
             melody = read_piece(args, module, args.input, args.chorale, one_voice=True)
-            return generator.harmonize(melody.measures, args.melody_voice, melody.key_shift, melody.tempo)
+            return composer.harmonize(melody.measures, args.melody_voice, melody.key_shift, melody.tempo)
         if args.task == "interpolate":
             if not (args.input_b or args.chorale_b):
                 raise UserError("--task interpolate needs a second piece: --input-b MIDI or --chorale-b ID")
             piece_a = read_piece(args, module, args.input, args.chorale)
             piece_b = read_piece(args, module, args.input_b, args.chorale_b)
-            return generator.interpolate(piece_a, piece_b)
+            return composer.interpolate(piece_a, piece_b)
         piece = read_piece(args, module, args.input, args.chorale)
         if args.task == "complete":
-            return generator.complete(piece, args.measures)
+            return composer.complete(piece, args.measures)
         if args.task == "fill":
             if not args.voices:
                 raise UserError("--task fill needs --voices (the voices to generate, 0 = soprano)")
-            return generator.fill(piece, args.voices)
+            return composer.fill(piece, args.voices)
         if args.task == "redo":
-            return generator.redo(piece)
+            return composer.redo(piece)
         if not args.mask:  # inpaint
             raise UserError("--task inpaint needs --mask (see rmvae generate --help)")
-        return generator.inpaint(piece, parse_mask(args.mask, piece.n_measures, module.n_voices))
+        return composer.inpaint(piece, parse_mask(args.mask, piece.n_measures, module.n_voices))
     except TaskError as error:
         raise UserError(str(error)) from None
 

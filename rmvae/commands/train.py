@@ -9,14 +9,14 @@ import argparse
 import json
 from pathlib import Path
 
-from rmvae.config import ENCODERS, ENCODINGS, OFFSETS, PRECISIONS, SIZES, Config, apply_overrides
+from rmvae.config import ENCODERS, ENCODINGS, OFFSETS, PRECISIONS, SIZES, Config, LossConfig, apply_overrides
 from rmvae.profiles import PROFILES, THESIS_DESIGN, profile_overrides, profiles_help
 
 FLAG_TO_KEY = {  # named flags → config fields; one place, so --help and overrides agree
     "source": "data.source", "transpose": "data.transpose", "offset": "data.offset", "encoding": "data.encoding",
     "n_measures": "data.n_measures", "batch_size": "data.batch_size",
     "size": "model.size", "encoder": "model.encoder", "rpoe": "model.rpoe",
-    "harmony": "loss.harmony", "max_epochs": "train.max_epochs", "max_steps": "train.max_steps",
+    "max_epochs": "train.max_epochs", "max_steps": "train.max_steps",
     "seed": "train.seed", "devices": "train.devices", "accelerator": "train.accelerator",
     "precision": "train.precision", "lr": "train.lr",
 }
@@ -38,8 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--encoding", choices=ENCODINGS)
     parser.add_argument("--rpoe", action=argparse.BooleanOptionalAction, default=None, help="recurrent PoE")
     parser.add_argument("--scale-rhythm", action=argparse.BooleanOptionalAction, default=None,
-                        help="scale and rhythm losses together")
-    parser.add_argument("--harmony", action=argparse.BooleanOptionalAction, default=None, help="harmony loss")
+                        help="scale and rhythm losses together at their default weights (--no-scale-rhythm: "
+                             "loss.scale_weight=0 and loss.rhythm_weight=0)")
+    parser.add_argument("--harmony", action=argparse.BooleanOptionalAction, default=None,
+                        help="harmony loss at its default weights (--no-harmony: loss.harmony_weights=0,0,0)")
     parser.add_argument("--transpose", action=argparse.BooleanOptionalAction, default=None,
                         help="transpose pieces to C major / A minor")
     parser.add_argument("--offset", type=int, choices=OFFSETS,
@@ -58,6 +60,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def music_loss_overrides(scale_rhythm: bool | None, harmony: bool | None) -> dict[str, object]:
+    """The weights that ``--[no-]scale-rhythm`` and ``--[no-]harmony`` stand for: a music loss is
+    off at weight 0 and on at its :class:`~rmvae.config.LossConfig` default; None leaves it alone."""
+    default = LossConfig()
+    overrides: dict[str, object] = {}
+    if scale_rhythm is not None:
+        overrides["loss.scale_weight"] = default.scale_weight if scale_rhythm else 0.0
+        overrides["loss.rhythm_weight"] = default.rhythm_weight if scale_rhythm else 0.0
+    if harmony is not None:
+        overrides["loss.harmony_weights"] = default.harmony_weights if harmony else (0.0, 0.0, 0.0)
+    return overrides
+
+
 def config_from_args(args, extra: list[str]) -> Config:
     from rmvae.errors import UserError
 
@@ -66,7 +81,7 @@ def config_from_args(args, extra: list[str]) -> Config:
         path = Path(args.config)
         if not path.is_file():
             raise UserError(f"config file '{path}' does not exist")
-        config = Config.from_dict(json.loads(path.read_text()))
+        config = Config.from_stored(json.loads(path.read_text()))
     if args.profile:
         config = apply_overrides(config, profile_overrides(args.profile))
     if args.thesis_design:
@@ -74,8 +89,7 @@ def config_from_args(args, extra: list[str]) -> Config:
     overrides = {key: getattr(args, flag) for flag, key in FLAG_TO_KEY.items() if getattr(args, flag, None) is not None}
     if args.offset == 2:  # a --model.writer_context given too still wins (dotted overrides come last)
         overrides["model.writer_context"] = "measure"
-    if args.scale_rhythm is not None:
-        overrides["loss.scale"] = overrides["loss.rhythm"] = args.scale_rhythm
+    overrides.update(music_loss_overrides(args.scale_rhythm, args.harmony))
     if args.no_wandb:
         overrides["train.wandb"] = False
     dotted = []

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rmvae.config import DataConfig
-from rmvae.data.encoding import ENCODING_VERSION, PitchRange
+from rmvae.data.notes import ENCODING_VERSION, PitchRange
 from rmvae.data.midi import Score, ScoreError, read_midi, read_music21
 
 MIDI_SUFFIXES = {".mid", ".midi", ".kar"}

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from rmvae.config import STEPS_PER_MEASURE, DataConfig
 from rmvae.data.corpus import Corpus, load_corpus, pitch_range_of
-from rmvae.data.encoding import PitchRange, notes_to_tokens
+from rmvae.data.notes import PitchRange, notes_to_tokens
 from rmvae.data.sampling import EpochShuffle
 from rmvae.encodings import MONO, Encoding, encoding_named
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from rmvae.config import STEPS_PER_MEASURE
-from rmvae.data.encoding import PITCH, START, VOICE, n_measures_of
+from rmvae.data.notes import PITCH, START, VOICE, n_measures_of
 from rmvae.data import transpose as transposition
 
 

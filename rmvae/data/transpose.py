@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rmvae.data.encoding import DURATION, PITCH
+from rmvae.data.notes import DURATION, PITCH
 
 
 def key_number_from_sharps(sharps: int, minor: bool = False) -> int:

@@ -2,7 +2,7 @@
 activation/duration arrays. Callers hold an encoding object; the name is parsed once, where a
 config value or a checkpoint's ``encoding_info`` is read (:func:`encoding_named`).
 
-The low-level note ↔ array conversions they call live in :mod:`rmvae.data.encoding`.
+The low-level note ↔ array conversions they call live in :mod:`rmvae.data.notes`.
 """
 from __future__ import annotations
 

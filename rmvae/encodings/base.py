@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from rmvae.data.encoding import PitchRange
+from rmvae.data.notes import PitchRange
 
 
 @dataclass

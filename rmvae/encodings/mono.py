@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from rmvae import losses
 from rmvae.config import STEPS_PER_MEASURE
-from rmvae.data.encoding import PitchRange, tokens_to_notes
+from rmvae.data.notes import PitchRange, tokens_to_notes
 from rmvae.encodings.base import Decoded, Encoding
 
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from rmvae import losses
 from rmvae.config import STEPS_PER_MEASURE
-from rmvae.data.encoding import PitchRange, poly_to_notes, tokens_to_poly
+from rmvae.data.notes import PitchRange, poly_to_notes, tokens_to_poly
 from rmvae.encodings.base import Decoded, Encoding
 
 

@@ -59,21 +59,17 @@ def product_of_experts(mu: Tensor, logvar: Tensor, mask: Tensor, prior_mu: Tenso
     return post_mu, post_logvar
 
 
-def recurrent_posteriors(mu: Tensor, logvar: Tensor, mask: Tensor,
-                         readd_prior: bool = False) -> tuple[Tensor, Tensor]:
-    """Recurrent PoE (RPoE): the posterior of measure t−1 is an expert of measure t.
+def recurrent_posteriors(mu: Tensor, logvar: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Recurrent PoE (RPoE): the posterior of measure t−1 is the prior expert of measure t.
 
-    Default: the posterior of t−1 *is* the prior expert of measure t (N(0, I) at t = 0), so
-    N(0, I) enters once and a measure with no voice present keeps the previous posterior.
-    With ``readd_prior=True`` the original thesis behaviour: N(0, I) is the prior of every
-    measure *and* the previous posterior joins as one more expert, so the precision grows
-    by one every measure whatever the data.
+    N(0, I) is the prior expert of measure 0 only, so it enters once and a measure with no
+    voice present keeps the previous posterior. (Re-adding N(0, I) at every measure beside the
+    previous posterior would make the precision grow by one a measure whatever the data.)
 
     Args:
         mu: voice experts ``(B, T, V, Z)``.
         logvar: ``(B, T, V, Z)``.
         mask: ``(B, T, V)``, 1 = voice present.
-        readd_prior: reproduce the original re-adding of N(0, I).
 
     Returns:
         ``(post_mu, post_logvar)``, each ``(B, T, Z)``.
@@ -85,11 +81,6 @@ def recurrent_posteriors(mu: Tensor, logvar: Tensor, mask: Tensor,
     for t in range(mu.shape[1]):  # the recurrence itself is sequential; T is a handful of measures
         if t == 0:
             step = product_of_experts(mu[:, t], logvar[:, t], mask[:, t])
-        elif readd_prior:
-            previous_present = torch.ones_like(mask[:, t, :1])
-            step = product_of_experts(torch.cat([mu[:, t], post_mu[-1].unsqueeze(1)], dim=1),
-                                      torch.cat([logvar[:, t], post_logvar[-1].unsqueeze(1)], dim=1),
-                                      torch.cat([mask[:, t], previous_present], dim=1))
         else:
             step = product_of_experts(mu[:, t], logvar[:, t], mask[:, t],
                                       prior_mu=post_mu[-1], prior_logvar=post_logvar[-1])

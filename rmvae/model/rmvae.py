@@ -146,6 +146,9 @@ class RMVAE(WritingMixin, nn.Module):
         self.n_voices = n_voices
         self.n_pitches = n_pitches
         self.encoding = encoding_named(encoding)
+        if config.measure_decoder == "autoregressive" and not self.encoding.monophonic:
+            raise ValueError("an autoregressive measure decoder writes mono tokens; use measure_decoder="
+                             f"'factorised' for the {self.encoding.name} encoding")
         self.target_offset = target_offset  # the target follows the last input measure by this many
         self.has_latents = config.kind == "rmvae"
         self.n_features = self.encoding.n_features(n_pitches)
@@ -154,8 +157,7 @@ class RMVAE(WritingMixin, nn.Module):
         layers = config.layers()
         width, n_layers = layers["temporal_width"], layers["temporal_layers"]
         per_measure = config.z_dim * (n_voices if config.temporal_input == "experts" else 1)
-        # The state a measure's prior and decoders read: the LSTM's, and the last measure's experts.
-        self.state_size = width + (per_measure if config.skip_last_measure else 0)
+        self.state_size = width  # the state a measure's prior and decoders read: the temporal LSTM's
         decoder_in = (config.z_dim if self.has_latents else 0) + (self.state_size if config.decoder_context else 0)
         self.encoders = nn.ModuleList(encoder_cls(self.n_features, config) for _ in range(n_voices))
         self.writer = None
@@ -209,26 +211,25 @@ class RMVAE(WritingMixin, nn.Module):
         """Experts ``(B, T, V, Z)`` and mask ``(B, T, V)`` → posterior per measure ``(B, T, Z)``
         under ``latent_prior="standard"``.
 
-        RPoE on: the previous posterior is the prior of the next measure (optionally with N(0, I)
-        re-added, the thesis behaviour); off: an independent PoE with N(0, I) per measure.
+        RPoE on: the previous posterior is the prior of the next measure; off: an independent PoE
+        with N(0, I) per measure.
         """
         if self.config.rpoe:
-            return recurrent_posteriors(mu, logvar, mask, readd_prior=self.config.rpoe_readd_prior)
+            return recurrent_posteriors(mu, logvar, mask)
         return product_of_experts(mu, logvar, mask)
 
     # --- temporal model ---------------------------------------------------------------------
 
     def temporal_states(self, per_measure: Tensor, mask: Tensor) -> Tensor:
         """What the LSTM reads per measure ``(B, T, Z)`` (z_t) or ``(B, T, V, Z)`` (expert means)
-        and the mask ``(B, T, V)`` → the state after each measure ``(B, T, W)``: the LSTM's output,
-        followed by the measure's expert means when ``skip_last_measure``."""
+        and the mask ``(B, T, V)`` → the state after each measure ``(B, T, W)``: the LSTM's output."""
         mask = mask.to(per_measure.dtype)  # under bf16 autocast the LSTM needs bf16 inputs
         if per_measure.dim() == 4:  # experts side by side; an absent voice reads as zeros
             per_measure = rearrange(per_measure * mask.unsqueeze(-1), "b t v z -> b t (v z)")
         else:  # left-padded empty measures carry no noise
             per_measure = per_measure * mask.amax(dim=-1, keepdim=True)
         h, _ = run_lstm(self.temporal, torch.cat([per_measure, mask], dim=-1))
-        return torch.cat([h, per_measure], dim=-1) if self.config.skip_last_measure else h
+        return h
 
     def prior(self, state: Tensor) -> tuple[Tensor, Tensor]:
         """Temporal state ``(..., W)`` → the Gaussian of the next measure's latent ``(..., Z)`` each."""
