@@ -101,9 +101,8 @@ GRIDS: dict[str, dict[str, dict[str, Any]]] = {
         "thesis_design": dict(THESIS_ARM),  # exactly the thesis's model (RNN encoders)
     },
     # How a measure's tokens are predicted from z and the temporal state. Every arm names the decoder and
-    # the free bits, so that a change of the default cannot change them; the factorised arm (the earlier
-    # design, every voice and step independently, no free bits) is the reference and the report's
-    # differences are each arm − factorised.
+    # the free bits, so that a change of the default cannot change them. The `autoregressive` arm equals
+    # BASELINE, so it is the reference and the report's differences are each arm − the default.
     "decoder": {
         "factorised": {"model.measure_decoder": "factorised", "loss.free_bits": 0.0},
         # token by token (rmvae.model.writer) with free bits: the default
