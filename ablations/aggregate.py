@@ -213,7 +213,7 @@ def paired_table(final: pd.DataFrame, reference: str, metrics: Iterable[str] | N
     wanted = dict.fromkeys(final["metric"]) if metrics is None else [m for m in metrics if m in values]
     for metric in wanted:
         direction = metric_direction(metric)
-        if metric.startswith(BACH_PREFIX):
+        if metric.startswith(BACH_PREFIX) or metric not in values:  # pivot_table drops all-NaN metrics
             continue
         compared = "value"
         quantity = values[metric]

@@ -301,3 +301,13 @@ def test_aggregate_of_an_empty_grid(tmp_path):
     tables = aggregate(grid_dir)
     assert all(table.empty for table in tables.values())
     assert (grid_dir / "summary.csv").read_text().startswith("arm,metric,n")
+
+
+def test_a_metric_no_run_measured_is_left_out_of_the_pairs():
+    """A statistic that is NaN in every run (no chorale long enough to continue) has no row, and
+    the others are still paired."""
+    frame = _final_frame()
+    blank = frame[frame["metric"] == "test/acc"].assign(metric="greedy/distinct_pitches_per_voice", value=float("nan"))
+    paired = paired_table(pd.concat([frame, blank], ignore_index=True), "ref")
+    assert "greedy/distinct_pitches_per_voice" not in set(paired["metric"])
+    assert paired.query("arm == 'new'").set_index("metric").loc["test/acc", "mean_diff"] == pytest.approx(1.0)
