@@ -11,7 +11,7 @@ from scipy.io import wavfile
 
 from ablations import runfolder
 
-WAV_RATE, WAV_SECONDS = 22050, 30.0  # sample WAVs: sine synthesis, first 30 s (small files)
+WAV_RATE, WAV_SECONDS = 11025, 16.0  # sample WAVs: sine synthesis, the first 16 s (≈ 350 kB each)
 
 
 def render_wav(midi_path: Path, wav_path: Path, seconds: float = WAV_SECONDS, rate: int = WAV_RATE) -> Path:

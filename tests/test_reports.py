@@ -300,12 +300,14 @@ def test_one_wav_per_arm_beside_the_midi(tmp_path):
            DIRECT_ARM: _write_midi(grid_dir / "runs" / f"{DIRECT_ARM}0" / "sample.mid", 40.0)}
     tables = aggregate(grid_dir)
     samples = copy_samples(grid_dir, tables["status"], ["ref", "new", DIRECT_ARM])
-    for arm, seconds in (("ref", end["ref"]), (DIRECT_ARM, 30.0)):  # capped at 30 s
+    from reports.samples import WAV_RATE, WAV_SECONDS
+
+    assert end["ref"] < WAV_SECONDS < end[DIRECT_ARM]
+    for arm, seconds in (("ref", end["ref"]), (DIRECT_ARM, WAV_SECONDS)):  # capped
         assert samples[arm]["wav"] == f"samples/{arm}.wav"
         rate, audio = wavfile.read(grid_dir / samples[arm]["wav"])
-        assert rate == 22050 and audio.dtype == np.int16 and np.abs(audio).max() == 32767
+        assert rate == WAV_RATE and audio.dtype == np.int16 and np.abs(audio).max() == 32767
         assert abs(len(audio) / rate - seconds) <= 0.1, (arm, len(audio) / rate)
-    assert end[DIRECT_ARM] > 30.0
     assert "wav" not in samples["new"] and samples["new"]["unreadable"]  # b"MThd" is no MIDI file
     assert not (grid_dir / "samples" / "new.wav").exists()
 
@@ -314,7 +316,9 @@ def test_report_lists_an_unreadable_midi_and_links_wavs(built):
     grid_dir, _ = built  # the toy grid's samples are 4-byte stubs: unreadable, and the build did not crash
     report = (grid_dir / "report.md").read_text()
     assert "- `ref`: [MIDI](samples/ref.mid), MIDI unreadable, no WAV (" in report
-    assert "first 30 s" in report
+    from reports.samples import WAV_SECONDS
+
+    assert f"first {WAV_SECONDS:.0f} s" in report
 
 
 # ---------------------------------------------------------------- dose-response grids
