@@ -51,11 +51,11 @@ PROFILES: dict[str, dict[str, Any]] = {
 # What each budget is for and what a run of it costs: the one statement of the profiles' run
 # times, which the --profile help of `rmvae train` and `ablations/run.py` is built from.
 PROFILE_DESCRIPTIONS: dict[str, str] = {
-    "quick": "CPU, minutes: the small model on 80 pieces",
-    # measured: 10–11 min a run of the small model, 1 thread each, two runs at once
-    "cpu": "≈10 min a run on 2 cores, the whole training split, reaches a verdict",
-    # one epoch of the medium model ≈20 s on an H100
-    "full": "thesis scale, GPUs: ≈15 min a run on an H100",
+    # measured: the quick harmony grid's 12 runs, two at once on 2 cores (docs/results.md)
+    "quick": "CPU, minutes: the small model at half width on 80 pieces",
+    # measured: 21–22 min a run of the default, 1 thread each, two runs at once (decoder grid)
+    "cpu": "≈20 min a run on 2 cores, the whole training split, reaches a verdict",
+    "full": "thesis scale, GPUs: the medium model, 50 epochs",
 }
 assert set(PROFILE_DESCRIPTIONS) == set(PROFILES)
 
