@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", choices=["gaussian", "uniform", "binomial"], default="gaussian")
     parser.add_argument("--temperature", type=float, default=None,
                         help="per-token sampling; 0 = greedy (deterministic). Default: the checkpoint's default "
-                             "decoding (an autoregressive decoder: rmvae.tasks.WRITER_DECODING; factorised: greedy)")
+                             "decoding (an autoregressive decoder: rmvae.tasks.WRITER_DECODING, or the task's own in "
+                             "rmvae.tasks.TASK_DECODING; factorised: greedy)")
     parser.add_argument("--latent-temperature", type=float, default=None,
                         help="draw each measure's latent from the predicted Gaussian with σ scaled by this "
                              "(1 = the model's own spread; 0 = its mean), then decode (greedily unless --temperature)")
